@@ -1,0 +1,194 @@
+//! Building and running one innkeeper process: where its databases are, the HTTP server,
+//! and an orderly stop.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use rand::distributions::{Alphanumeric, DistString};
+use tokio::net::TcpListener;
+
+use crate::clock::Clock;
+use crate::config::{Config, Secret};
+use crate::devservices::{Durability, PostgresServer, RedisServer};
+use crate::http::auth::Auth;
+use crate::http::{self, AppState};
+use crate::{inventory, store, telemetry};
+
+/// The PostgreSQL and Redis this process talks to, and the private servers behind them
+/// when it runs on the embedded default.
+pub struct Backends {
+    pub database_url: Secret,
+    pub redis_url: Secret,
+    embedded: Option<(PostgresServer, RedisServer)>,
+}
+
+impl Backends {
+    /// The servers named by `DATABASE_URL` and `REDIS_URL`, or, when both are unset, private
+    /// servers started under the data directory.
+    ///
+    /// Blocking, and it must run on a thread that lives as long as the process (the main
+    /// thread): the private servers are told to stop when the thread that started them ends.
+    pub fn start(config: &Config) -> anyhow::Result<Self> {
+        config.check()?;
+        match (&config.database_url, &config.redis_url) {
+            (Some(database_url), Some(redis_url)) => Ok(Self {
+                database_url: database_url.clone(),
+                redis_url: redis_url.clone(),
+                embedded: None,
+            }),
+            _ => {
+                create_private_dir(&config.data_dir)?;
+                let postgres =
+                    PostgresServer::start(&config.data_dir.join("postgres"), Durability::Durable)?;
+                let redis =
+                    RedisServer::start(&config.data_dir.join("redis"), Durability::Durable)?;
+                tracing::info!(
+                    data_dir = %config.data_dir.display(),
+                    postgres_port = postgres.port(),
+                    redis_port = redis.port(),
+                    "started the embedded PostgreSQL and Redis"
+                );
+                Ok(Self {
+                    database_url: Secret::new(postgres.url()),
+                    redis_url: Secret::new(redis.url()),
+                    embedded: Some((postgres, redis)),
+                })
+            }
+        }
+    }
+
+    /// Stops the private servers, if any, each with its own clean shutdown.
+    pub fn stop(self) {
+        if let Some((mut postgres, mut redis)) = self.embedded {
+            if let Err(error) = redis.stop() {
+                tracing::warn!(%error, "stopping the embedded Redis");
+            }
+            if let Err(error) = postgres.stop() {
+                tracing::warn!(%error, "stopping the embedded PostgreSQL");
+            }
+            tracing::info!("stopped the embedded PostgreSQL and Redis");
+        }
+    }
+}
+
+/// The JWT secret: `INNKEEPER_JWT_SECRET`, or one generated on first use and kept in the
+/// data directory, so tokens made by `innkeeper token` stay valid across restarts.
+pub fn jwt_secret(config: &Config) -> anyhow::Result<Secret> {
+    if let Some(secret) = &config.jwt_secret {
+        return Ok(secret.clone());
+    }
+    let path = config.data_dir.join("jwt_secret");
+    if let Ok(existing) = fs::read_to_string(&path) {
+        let existing = existing.trim();
+        if !existing.is_empty() {
+            return Ok(Secret::new(existing));
+        }
+    }
+    create_private_dir(&config.data_dir)?;
+    let secret = Alphanumeric.sample_string(&mut rand::thread_rng(), 48);
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(secret.as_bytes())?;
+    Ok(Secret::new(secret))
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating the data directory {}", dir.display()))
+}
+
+/// A built application, bound to its port and ready to serve.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects to the backends, applies migrations and binds the listener.
+    pub async fn build(
+        config: Config,
+        backends: &Backends,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        let db = store::connect(backends.database_url.expose(), &config)?;
+        store::migrate(&db).await?;
+        let redis = inventory::connect(backends.redis_url.expose(), config.redis_pool_size)?;
+        let auth = Arc::new(Auth::new(&jwt_secret(&config)?));
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("binding {}", config.bind))?;
+        let state = AppState {
+            config: Arc::new(config),
+            db,
+            redis,
+            auth,
+            clock,
+            metrics: telemetry::metrics_handle(),
+        };
+        Ok(Self {
+            listener,
+            router: http::app(state.clone()),
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(address = %self.listener.local_addr()?, "innkeeper is serving");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("stopping");
+}

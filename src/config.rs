@@ -1,0 +1,341 @@
+//! Every setting innkeeper reads, its environment variable and its default, in one place.
+//!
+//! The README's settings table is written from this file. Secrets (the JWT secret and the
+//! passwords inside the database and Redis URLs) are held in [`Secret`], whose `Debug` prints
+//! a placeholder, so a `Config` can be logged without leaking them.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A value that must never reach a log line or a response body.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The only way to read the value: call sites that need it are easy to find and review.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Where inventory is pre-deducted before Postgres commits a booking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InventoryMode {
+    /// Redis Lua scripts turn away sold-out traffic; Postgres re-checks and commits.
+    Redis,
+    /// Postgres alone, through its guarded update: the baseline every benchmark compares to.
+    Db,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Booking rules from API.md that operators may tune.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BookingLimits {
+    /// `INNKEEPER_MAX_NIGHTS`, default 30.
+    pub max_nights: u32,
+    /// `INNKEEPER_MAX_ROOMS`, default 10.
+    pub max_rooms: u32,
+    /// `INNKEEPER_BOOKING_HORIZON_DAYS`, default 365: how far ahead `check_in` may be.
+    pub horizon_days: u32,
+}
+
+impl Default for BookingLimits {
+    fn default() -> Self {
+        Self {
+            max_nights: 30,
+            max_rooms: 10,
+            horizon_days: 365,
+        }
+    }
+}
+
+/// The whole configuration of one innkeeper process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `INNKEEPER_BIND`, default `127.0.0.1:8080` (`serve --bind` wins).
+    pub bind: SocketAddr,
+    /// `DATABASE_URL`. Unset together with `REDIS_URL`: the embedded default starts its own.
+    pub database_url: Option<Secret>,
+    /// `REDIS_URL`. See `database_url`.
+    pub redis_url: Option<Secret>,
+    /// `INNKEEPER_DATA_DIR`, default `.innkeeper`: the embedded servers' data and the
+    /// generated JWT secret.
+    pub data_dir: PathBuf,
+    /// `INNKEEPER_JWT_SECRET`. Unset: generated once and kept in `<data dir>/jwt_secret`.
+    pub jwt_secret: Option<Secret>,
+    /// `INNKEEPER_INVENTORY_MODE`, `redis` (default) or `db`.
+    pub inventory_mode: InventoryMode,
+    /// `INNKEEPER_REDIS_KEY_PREFIX`, default `innkeeper:`: put before every Redis key, so
+    /// several deployments (or tests) can share one Redis.
+    pub redis_key_prefix: String,
+    /// `INNKEEPER_HOLD_TTL` in seconds, default 900: how long a pending reservation holds
+    /// its rooms before it expires.
+    pub hold_ttl: Duration,
+    /// `INNKEEPER_IN_FLIGHT_TTL` in seconds, default 30: how long Redis remembers that a
+    /// reservation id has deducted inventory. Longer than any booking transaction may take
+    /// (see `db_statement_timeout`), so a marker outlives the work it guards.
+    pub in_flight_ttl: Duration,
+    /// `INNKEEPER_DB_POOL_SIZE`, default 16.
+    pub db_pool_size: usize,
+    /// `INNKEEPER_REDIS_POOL_SIZE`, default 16.
+    pub redis_pool_size: usize,
+    /// `INNKEEPER_DB_STATEMENT_TIMEOUT_MS`, default 5000: a booking that waits longer on
+    /// Postgres is answered 503 and its Redis deduction given back.
+    pub db_statement_timeout: Duration,
+    /// The booking limits; see [`BookingLimits`].
+    pub limits: BookingLimits,
+    /// `INNKEEPER_LOG_FORMAT`, `text` (default) or `json`. Filtering follows `RUST_LOG`.
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: None,
+            redis_url: None,
+            data_dir: PathBuf::from(".innkeeper"),
+            jwt_secret: None,
+            inventory_mode: InventoryMode::Redis,
+            redis_key_prefix: "innkeeper:".to_owned(),
+            hold_ttl: Duration::from_secs(900),
+            in_flight_ttl: Duration::from_secs(30),
+            db_pool_size: 16,
+            redis_pool_size: 16,
+            db_statement_timeout: Duration::from_millis(5000),
+            limits: BookingLimits::default(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// A setting whose value cannot be used; the message names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars().collect())
+    }
+
+    /// Reads settings from a map of variables, so tests need not touch the process
+    /// environment (which is shared by every test thread).
+    pub fn from_vars(vars: HashMap<String, String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| vars.get(name).filter(|v| !v.is_empty()).cloned();
+        let defaults = Self::default();
+        let default_limits = defaults.limits;
+        Ok(Self {
+            bind: parse_or(&get("INNKEEPER_BIND"), "INNKEEPER_BIND", defaults.bind)?,
+            database_url: get("DATABASE_URL").map(Secret::new),
+            redis_url: get("REDIS_URL").map(Secret::new),
+            data_dir: get("INNKEEPER_DATA_DIR").map_or(defaults.data_dir, PathBuf::from),
+            jwt_secret: get("INNKEEPER_JWT_SECRET").map(Secret::new),
+            inventory_mode: match get("INNKEEPER_INVENTORY_MODE").as_deref() {
+                None | Some("redis") => InventoryMode::Redis,
+                Some("db") => InventoryMode::Db,
+                Some(other) => {
+                    return Err(invalid("INNKEEPER_INVENTORY_MODE", other, "redis or db"))
+                }
+            },
+            redis_key_prefix: get("INNKEEPER_REDIS_KEY_PREFIX")
+                .unwrap_or(defaults.redis_key_prefix),
+            hold_ttl: seconds(
+                &get("INNKEEPER_HOLD_TTL"),
+                "INNKEEPER_HOLD_TTL",
+                defaults.hold_ttl,
+            )?,
+            in_flight_ttl: seconds(
+                &get("INNKEEPER_IN_FLIGHT_TTL"),
+                "INNKEEPER_IN_FLIGHT_TTL",
+                defaults.in_flight_ttl,
+            )?,
+            db_pool_size: positive(&get("INNKEEPER_DB_POOL_SIZE"), "INNKEEPER_DB_POOL_SIZE", 16)?,
+            redis_pool_size: positive(
+                &get("INNKEEPER_REDIS_POOL_SIZE"),
+                "INNKEEPER_REDIS_POOL_SIZE",
+                16,
+            )?,
+            db_statement_timeout: Duration::from_millis(positive(
+                &get("INNKEEPER_DB_STATEMENT_TIMEOUT_MS"),
+                "INNKEEPER_DB_STATEMENT_TIMEOUT_MS",
+                5000,
+            )? as u64),
+            limits: BookingLimits {
+                max_nights: positive(
+                    &get("INNKEEPER_MAX_NIGHTS"),
+                    "INNKEEPER_MAX_NIGHTS",
+                    default_limits.max_nights as usize,
+                )? as u32,
+                max_rooms: positive(
+                    &get("INNKEEPER_MAX_ROOMS"),
+                    "INNKEEPER_MAX_ROOMS",
+                    default_limits.max_rooms as usize,
+                )? as u32,
+                horizon_days: positive(
+                    &get("INNKEEPER_BOOKING_HORIZON_DAYS"),
+                    "INNKEEPER_BOOKING_HORIZON_DAYS",
+                    default_limits.horizon_days as usize,
+                )? as u32,
+            },
+            log_format: match get("INNKEEPER_LOG_FORMAT").as_deref() {
+                None | Some("text") => LogFormat::Text,
+                Some("json") => LogFormat::Json,
+                Some(other) => return Err(invalid("INNKEEPER_LOG_FORMAT", other, "text or json")),
+            },
+        })
+    }
+
+    /// Whether this process starts its own PostgreSQL and Redis. Setting only one of the
+    /// two URLs is refused by [`Config::check`], so "neither" is the only embedded case.
+    pub fn is_embedded(&self) -> bool {
+        self.database_url.is_none() && self.redis_url.is_none()
+    }
+
+    /// Refuses combinations that would silently do something surprising.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        match (&self.database_url, &self.redis_url) {
+            (Some(_), None) => Err(ConfigError {
+                variable: "REDIS_URL",
+                problem: "must be set when DATABASE_URL is (unset both for the embedded default)"
+                    .into(),
+            }),
+            (None, Some(_)) => Err(ConfigError {
+                variable: "DATABASE_URL",
+                problem: "must be set when REDIS_URL is (unset both for the embedded default)"
+                    .into(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn invalid(variable: &'static str, value: &str, expected: &str) -> ConfigError {
+    ConfigError {
+        variable,
+        problem: format!("`{value}` is not valid, expected {expected}"),
+    }
+}
+
+fn parse_or<T: std::str::FromStr>(
+    value: &Option<String>,
+    variable: &'static str,
+    default: T,
+) -> Result<T, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => v
+            .parse()
+            .map_err(|_| invalid(variable, v, "a valid value (see the README)")),
+    }
+}
+
+fn positive(
+    value: &Option<String>,
+    variable: &'static str,
+    default: usize,
+) -> Result<usize, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(invalid(variable, v, "a positive whole number")),
+        },
+    }
+}
+
+fn seconds(
+    value: &Option<String>,
+    variable: &'static str,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    positive(value, variable, default.as_secs() as usize).map(|s| Duration::from_secs(s as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let config = Config::from_vars(HashMap::new()).unwrap();
+        assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.data_dir, PathBuf::from(".innkeeper"));
+        assert_eq!(config.inventory_mode, InventoryMode::Redis);
+        assert_eq!(config.hold_ttl, Duration::from_secs(900));
+        assert!(config.is_embedded());
+    }
+
+    #[test]
+    fn environment_overrides_defaults() {
+        let config = Config::from_vars(vars(&[
+            ("INNKEEPER_INVENTORY_MODE", "db"),
+            ("INNKEEPER_HOLD_TTL", "60"),
+            ("INNKEEPER_BIND", "0.0.0.0:9000"),
+            ("DATABASE_URL", "postgres://u:p@h/db"),
+            ("REDIS_URL", "redis://h/"),
+        ]))
+        .unwrap();
+        assert_eq!(config.inventory_mode, InventoryMode::Db);
+        assert_eq!(config.hold_ttl, Duration::from_secs(60));
+        assert_eq!(config.bind.port(), 9000);
+        assert!(!config.is_embedded());
+        config.check().unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let err = Config::from_vars(vars(&[("INNKEEPER_HOLD_TTL", "soon")])).unwrap_err();
+        assert_eq!(err.variable, "INNKEEPER_HOLD_TTL");
+        let err = Config::from_vars(vars(&[("INNKEEPER_INVENTORY_MODE", "memory")])).unwrap_err();
+        assert_eq!(err.variable, "INNKEEPER_INVENTORY_MODE");
+    }
+
+    #[test]
+    fn one_url_without_the_other_is_refused() {
+        let config = Config::from_vars(vars(&[("DATABASE_URL", "postgres://h/db")])).unwrap();
+        assert_eq!(config.check().unwrap_err().variable, "REDIS_URL");
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let config = Config::from_vars(vars(&[
+            ("INNKEEPER_JWT_SECRET", "hunter2"),
+            ("DATABASE_URL", "postgres://u:topsecret@h/db"),
+        ]))
+        .unwrap();
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("hunter2"));
+        assert!(!printed.contains("topsecret"));
+    }
+}

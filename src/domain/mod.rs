@@ -1,0 +1,73 @@
+//! Types that parse request values once, at the edge, so the rest of the code never sees
+//! an out-of-range ratio, an inverted stay or an unknown currency.
+
+mod hotel;
+mod ratio;
+mod stay;
+
+pub use hotel::{CurrencyCode, HotelTimezone};
+pub use ratio::OverbookingRatio;
+pub use stay::{NightRange, RoomCount, Stay, StayRules};
+
+/// A value that failed to parse, naming the request field it came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct InvalidField {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl InvalidField {
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// A required, non-blank text field of at most `max_chars` characters, trimmed.
+pub fn required_text(
+    field: &'static str,
+    value: &str,
+    max_chars: usize,
+) -> Result<String, InvalidField> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(InvalidField::new(field, "must not be blank"));
+    }
+    if trimmed.chars().count() > max_chars {
+        return Err(InvalidField::new(
+            field,
+            format!("must be at most {max_chars} characters"),
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn blank_and_long_text_is_refused() {
+        assert_eq!(required_text("name", "  Ritz ", 10).unwrap(), "Ritz");
+        assert_eq!(required_text("name", "   ", 10).unwrap_err().field, "name");
+        assert_eq!(
+            required_text("name", "abcdefghijk", 10).unwrap_err().field,
+            "name"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn accepted_text_is_trimmed_and_bounded(s in "\\PC{0,30}") {
+            if let Ok(text) = required_text("name", &s, 20) {
+                prop_assert!(!text.is_empty());
+                prop_assert!(text.chars().count() <= 20);
+                prop_assert_eq!(text.as_str(), s.trim());
+            }
+        }
+    }
+}

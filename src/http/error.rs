@@ -1,0 +1,292 @@
+//! The one error type of the API and its `application/problem+json` form (RFC 9457).
+//!
+//! Every failure a handler can meet becomes an [`ApiError`]; its variants are the `code`s of
+//! API.md. Storage errors go through [`ApiError::from_postgres`], the single place where
+//! constraint violations turn into 409/422 answers. A 500 is logged with its whole cause
+//! chain and answered with a fixed sentence, so SQL, connection strings and stack traces
+//! never reach a client.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tokio_postgres::error::SqlState;
+use utoipa::ToSchema;
+
+use crate::domain::InvalidField;
+
+/// Seconds a client should wait before retrying a 409 `request_in_progress` or a 503.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{detail}")]
+    Validation {
+        status: StatusCode,
+        field: Option<String>,
+        detail: String,
+    },
+    #[error("{0}")]
+    MalformedJson(String),
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("this method is not allowed on this path")]
+    MethodNotAllowed,
+    #[error("not enough rooms are left on at least one night of the stay")]
+    SoldOut,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("a request with this reservation_id is still being processed; retry shortly")]
+    RequestInProgress,
+    #[error("this reservation_id was already used with a different request body")]
+    IdempotencyConflict,
+    #[error("the request body is larger than the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("{0} is unavailable; retry shortly")]
+    Unavailable(&'static str),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    /// Stable snake_case code, one of API.md's.
+    pub code: &'static str,
+    /// The request field at fault, for validation errors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    /// A 422 for a body or query value that parsed but is out of range.
+    pub fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::Validation {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            field: Some(field.into()),
+            detail: detail.into(),
+        }
+    }
+
+    /// A 400 for a query string that does not parse at all.
+    pub fn bad_query(detail: impl Into<String>) -> Self {
+        Self::Validation {
+            status: StatusCode::BAD_REQUEST,
+            field: None,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Validation { status, .. } => *status,
+            Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::SoldOut | Self::Conflict(_) | Self::RequestInProgress => StatusCode::CONFLICT,
+            Self::IdempotencyConflict => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Validation { .. } => "validation_failed",
+            Self::MalformedJson(_) => "malformed_json",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::SoldOut => "sold_out",
+            Self::Conflict(_) => "conflict",
+            Self::RequestInProgress => "request_in_progress",
+            Self::IdempotencyConflict => "idempotency_conflict",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            Self::Validation { .. } => "Validation failed",
+            Self::MalformedJson(_) => "Malformed JSON",
+            Self::Unauthorized(_) => "Unauthorized",
+            Self::Forbidden(_) => "Forbidden",
+            Self::NotFound(_) => "Not found",
+            Self::MethodNotAllowed => "Method not allowed",
+            Self::SoldOut => "Sold out",
+            Self::Conflict(_) => "Conflict",
+            Self::RequestInProgress => "Request in progress",
+            Self::IdempotencyConflict => "Idempotency conflict",
+            Self::PayloadTooLarge(_) => "Payload too large",
+            Self::Unavailable(_) => "Service unavailable",
+            Self::Internal(_) => "Internal server error",
+        }
+    }
+
+    /// Maps a Postgres error to an answer. Constraint names are matched here and nowhere
+    /// else; any other database failure is either "unavailable" (the server is down, slow or
+    /// restarting, which a retry may cure) or internal.
+    pub fn from_postgres(error: tokio_postgres::Error) -> Self {
+        let Some(db) = error.as_db_error() else {
+            // No server error: the connection broke or the statement timed out client-side.
+            return Self::Unavailable("the database");
+        };
+        let constraint = db.constraint().unwrap_or_default();
+        let code = db.code();
+        if *code == SqlState::UNIQUE_VIOLATION {
+            return match constraint {
+                "rooms_hotel_id_number_key" => {
+                    Self::Conflict("a room with this number already exists in the hotel".into())
+                }
+                _ => Self::Conflict("this resource already exists".into()),
+            };
+        }
+        if *code == SqlState::FOREIGN_KEY_VIOLATION {
+            return match constraint {
+                "rooms_room_type_fkey" => Self::Conflict(
+                    "the room type still has rooms; delete or move them first".into(),
+                ),
+                _ => Self::Conflict("the resource is still referenced".into()),
+            };
+        }
+        if *code == SqlState::CHECK_VIOLATION && constraint == "inventory_capacity_holds" {
+            return Self::Conflict(
+                "the sellable capacity would fall below the rooms already reserved".into(),
+            );
+        }
+        if *code == SqlState::NOT_NULL_VIOLATION {
+            let column = db.column().unwrap_or("a field").to_owned();
+            return Self::invalid(column.clone(), format!("{column} is required"));
+        }
+        if *code == SqlState::QUERY_CANCELED
+            || *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CRASH_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW
+            || *code == SqlState::TOO_MANY_CONNECTIONS
+            || code.code().starts_with("08")
+        {
+            return Self::Unavailable("the database");
+        }
+        Self::Internal(error.into())
+    }
+}
+
+impl From<tokio_postgres::Error> for ApiError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Self::from_postgres(error)
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ApiError {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        match error {
+            deadpool_postgres::PoolError::Backend(e) => Self::from_postgres(e),
+            _ => Self::Unavailable("the database"),
+        }
+    }
+}
+
+impl From<InvalidField> for ApiError {
+    fn from(invalid: InvalidField) -> Self {
+        Self::invalid(invalid.field, invalid.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status_code();
+        let detail = match &self {
+            Self::Internal(cause) => {
+                tracing::error!(error = ?cause, "request failed");
+                "an internal error occurred; it has been logged".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let field = match &self {
+            Self::Validation { field, .. } => field.clone(),
+            _ => None,
+        };
+        let problem = Problem {
+            kind: format!("https://innkeeper.dev/problems/{}", self.code()),
+            title: self.title(),
+            status: status.as_u16(),
+            detail,
+            code: self.code(),
+            field,
+        };
+        let mut response = (status, axum::Json(problem)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if matches!(self, Self::RequestInProgress | Self::Unavailable(_)) {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_the_status_of_the_contract() {
+        let cases: Vec<(ApiError, u16, &str)> = vec![
+            (ApiError::invalid("rooms", "x"), 422, "validation_failed"),
+            (ApiError::bad_query("x"), 400, "validation_failed"),
+            (ApiError::MalformedJson("x".into()), 400, "malformed_json"),
+            (ApiError::Unauthorized("x"), 401, "unauthorized"),
+            (ApiError::Forbidden("x"), 403, "forbidden"),
+            (ApiError::NotFound("hotel"), 404, "not_found"),
+            (ApiError::SoldOut, 409, "sold_out"),
+            (ApiError::Conflict("x".into()), 409, "conflict"),
+            (ApiError::RequestInProgress, 409, "request_in_progress"),
+            (ApiError::IdempotencyConflict, 422, "idempotency_conflict"),
+            (ApiError::PayloadTooLarge(1), 413, "payload_too_large"),
+            (ApiError::Unavailable("x"), 503, "unavailable"),
+        ];
+        for (error, status, code) in cases {
+            assert_eq!(error.status_code().as_u16(), status, "{code}");
+            assert_eq!(error.code(), code);
+        }
+    }
+
+    #[test]
+    fn internal_errors_hide_their_cause() {
+        let error = ApiError::Internal(anyhow::anyhow!("password=hunter2 SELECT * FROM secrets"));
+        let response = error.into_response();
+        assert_eq!(response.status(), 500);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+    }
+
+    #[test]
+    fn retryable_errors_say_when() {
+        for error in [ApiError::RequestInProgress, ApiError::Unavailable("redis")] {
+            let response = error.into_response();
+            assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! `/v1/hotels/{hotel_id}/room-types/{room_type_id}/inventory`: rooms and rates per night.
+
+use axum::extract::State;
+use chrono::NaiveDate;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::auth::Staff;
+use super::error::{ApiError, Problem};
+use super::extract::{Json, Path, Query};
+use super::room_types::require_room_type;
+use super::AppState;
+use crate::domain::{InvalidField, NightRange, OverbookingRatio};
+use crate::store::hotels;
+use crate::store::inventory::{self, InventoryDay};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(put_inventory, get_inventory))
+}
+
+/// Sets the rooms (and optionally the rate) of every night in `[from, to)`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct InventoryBody {
+    #[schema(value_type = String, format = Date)]
+    from: NaiveDate,
+    #[schema(value_type = String, format = Date)]
+    to: NaiveDate,
+    /// Rooms of this type in the hotel on each night, 0 to 100000.
+    total_inventory: i64,
+    /// Nightly rate in the hotel's currency; required for nights that have none yet.
+    rate_cents: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct InventoryQuery {
+    /// First night, `YYYY-MM-DD`.
+    #[param(value_type = String, format = Date)]
+    from: NaiveDate,
+    /// The night after the last one, `YYYY-MM-DD`.
+    #[param(value_type = String, format = Date)]
+    to: NaiveDate,
+}
+
+/// Writes every night of the range in one transaction: if any night would fall below the
+/// rooms already reserved on it (409) or lacks a rate (422), no night changes.
+#[utoipa::path(put, path = "/v1/hotels/{hotel_id}/room-types/{room_type_id}/inventory", tag = "inventory",
+    params(("hotel_id" = i64, Path), ("room_type_id" = i64, Path)),
+    request_body = InventoryBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every night in [from, to)", body = [InventoryDay]),
+        (status = 400, description = "Malformed JSON", body = Problem),
+        (status = 401, description = "No valid token", body = Problem),
+        (status = 403, description = "Not staff", body = Problem),
+        (status = 404, description = "No such hotel or room type", body = Problem),
+        (status = 409, description = "Capacity below rooms already reserved", body = Problem),
+        (status = 422, description = "Invalid field", body = Problem),
+    ))]
+async fn put_inventory(
+    State(state): State<AppState>,
+    _staff: Staff,
+    Path((hotel_id, room_type_id)): Path<(i64, i64)>,
+    Json(body): Json<InventoryBody>,
+) -> Result<axum::Json<Vec<InventoryDay>>, ApiError> {
+    let nights = NightRange::parse(body.from, body.to, "from", "to")?;
+    if !(0..=100_000).contains(&body.total_inventory) {
+        return Err(InvalidField::new("total_inventory", "must be from 0 to 100000").into());
+    }
+    if let Some(rate) = body.rate_cents {
+        if !(0..=1_000_000_000).contains(&rate) {
+            return Err(InvalidField::new("rate_cents", "must be from 0 to 1000000000").into());
+        }
+    }
+    let mut db = state.db.get().await?;
+    let tx = db.transaction().await?;
+    // The share lock keeps the ratio from changing until the capacities below are written.
+    let hotel = hotels::get_for_share(&tx, hotel_id)
+        .await?
+        .ok_or(ApiError::NotFound("hotel"))?;
+    require_room_type(&tx, hotel_id, room_type_id).await?;
+    let ratio = OverbookingRatio::parse(hotel.overbooking_ratio)?;
+    let written = inventory::put_nights(
+        &tx,
+        hotel_id,
+        room_type_id,
+        nights,
+        body.total_inventory as i32,
+        body.rate_cents,
+        ratio,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(axum::Json(
+        written.into_iter().map(InventoryDay::from).collect(),
+    ))
+}
+
+/// The stored nights in `[from, to)`; nights with no inventory set are left out.
+#[utoipa::path(get, path = "/v1/hotels/{hotel_id}/room-types/{room_type_id}/inventory", tag = "inventory",
+    params(("hotel_id" = i64, Path), ("room_type_id" = i64, Path), InventoryQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The nights", body = [InventoryDay]),
+        (status = 400, description = "Missing or unparseable from/to", body = Problem),
+        (status = 401, description = "No valid token", body = Problem),
+        (status = 403, description = "Not staff", body = Problem),
+        (status = 404, description = "No such hotel or room type", body = Problem),
+        (status = 422, description = "Inverted or too long range", body = Problem),
+    ))]
+async fn get_inventory(
+    State(state): State<AppState>,
+    _staff: Staff,
+    Path((hotel_id, room_type_id)): Path<(i64, i64)>,
+    Query(query): Query<InventoryQuery>,
+) -> Result<axum::Json<Vec<InventoryDay>>, ApiError> {
+    let nights = NightRange::parse(query.from, query.to, "from", "to")?;
+    let db = state.db.get().await?;
+    require_room_type(&db, hotel_id, room_type_id).await?;
+    let stored =
+        inventory::get_nights(&db, hotel_id, room_type_id, nights.from(), nights.to()).await?;
+    Ok(axum::Json(
+        stored.into_iter().map(InventoryDay::from).collect(),
+    ))
+}

@@ -1,0 +1,102 @@
+//! The REST API: one router per feature, merged here with the OpenAPI document they
+//! describe, so `/openapi.json` lists exactly the routes the server has.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+mod hotels;
+mod inventory;
+mod ops;
+pub mod pagination;
+mod room_types;
+mod rooms;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::{Extension, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use auth::Auth;
+use error::ApiError;
+
+/// Largest request body accepted; larger ones are answered 413 `payload_too_large`.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What every handler can reach. Cloned per request, so everything in it is cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: deadpool_postgres::Pool,
+    pub redis: deadpool_redis::Pool,
+    pub auth: Arc<Auth>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: PrometheusHandle,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "innkeeper",
+        description = "Hotel reservations for peak-season booking surges.",
+        version = "1"
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "catalog", description = "Hotels, room types and rooms"),
+        (name = "inventory", description = "Rooms and rates per night"),
+        (name = "operations", description = "Health, readiness, metrics, this document"),
+    )
+)]
+struct ApiDoc;
+
+/// Declares the `bearer` security scheme that staff and guest routes reference.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The API's router and its OpenAPI document, before state is attached.
+pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(hotels::router())
+        .merge(room_types::router())
+        .merge(rooms::router())
+        .merge(inventory::router())
+        .merge(ops::router())
+        .split_for_parts()
+}
+
+/// The complete application: routes, state, limits and fallbacks.
+pub fn app(state: AppState) -> Router {
+    let (router, document) = routes();
+    let document = Arc::new(document.to_json().unwrap_or_else(|error| {
+        tracing::error!(%error, "the OpenAPI document did not serialise");
+        String::from("{}")
+    }));
+    router
+        .fallback(|| async { ApiError::NotFound("route") })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(Extension(document))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,200 @@
+//! `/v1/hotels/{hotel_id}/room-types`: what guests book.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use deadpool_postgres::GenericClient;
+use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::auth::Staff;
+use super::error::{ApiError, Problem};
+use super::extract::{Json, Path, Query};
+use super::pagination::{Page, PageQuery};
+use super::AppState;
+use crate::domain::{required_text, HotelTimezone, InvalidField};
+use crate::store::room_types::{self, RoomType, RoomTypeFields};
+use crate::store::{hotels, inventory};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_room_type, list_room_types))
+        .routes(routes!(get_room_type, replace_room_type, delete_room_type))
+}
+
+/// A room type to create, or the whole new state of one to replace.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RoomTypeBody {
+    name: String,
+    description: Option<String>,
+    /// Guests one room sleeps, 1 to 100.
+    max_occupancy: i64,
+}
+
+impl RoomTypeBody {
+    fn parse(self) -> Result<RoomTypeFields, ApiError> {
+        if !(1..=100).contains(&self.max_occupancy) {
+            return Err(InvalidField::new("max_occupancy", "must be from 1 to 100").into());
+        }
+        let description = match self.description {
+            Some(text) if text.chars().count() > 2000 => {
+                return Err(
+                    InvalidField::new("description", "must be at most 2000 characters").into(),
+                )
+            }
+            other => other,
+        };
+        Ok(RoomTypeFields {
+            name: required_text("name", &self.name, 200)?,
+            description,
+            max_occupancy: self.max_occupancy as i32,
+        })
+    }
+}
+
+/// 404 unless the hotel exists, so a list of an unknown hotel is not an empty page.
+pub(super) async fn require_hotel(
+    db: &impl GenericClient,
+    hotel_id: i64,
+) -> Result<hotels::Hotel, ApiError> {
+    hotels::get(db, hotel_id)
+        .await?
+        .ok_or(ApiError::NotFound("hotel"))
+}
+
+/// 404 unless the room type exists in this hotel.
+pub(super) async fn require_room_type(
+    db: &impl GenericClient,
+    hotel_id: i64,
+    room_type_id: i64,
+) -> Result<RoomType, ApiError> {
+    room_types::get(db, hotel_id, room_type_id)
+        .await?
+        .ok_or(ApiError::NotFound("room type"))
+}
+
+#[utoipa::path(post, path = "/v1/hotels/{hotel_id}/room-types", tag = "catalog",
+    params(("hotel_id" = i64, Path)),
+    request_body = RoomTypeBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = RoomType),
+        (status = 400, description = "Malformed JSON", body = Problem),
+        (status = 401, description = "No valid token", body = Problem),
+        (status = 403, description = "Not staff", body = Problem),
+        (status = 404, description = "No such hotel", body = Problem),
+        (status = 422, description = "Invalid field", body = Problem),
+    ))]
+async fn create_room_type(
+    State(state): State<AppState>,
+    _staff: Staff,
+    Path(hotel_id): Path<i64>,
+    Json(body): Json<RoomTypeBody>,
+) -> Result<(StatusCode, axum::Json<RoomType>), ApiError> {
+    let fields = body.parse()?;
+    let db = state.db.get().await?;
+    require_hotel(&db, hotel_id).await?;
+    let room_type = room_types::insert(&db, hotel_id, &fields, state.clock.now()).await?;
+    Ok((StatusCode::CREATED, axum::Json(room_type)))
+}
+
+#[utoipa::path(get, path = "/v1/hotels/{hotel_id}/room-types", tag = "catalog",
+    params(("hotel_id" = i64, Path), PageQuery),
+    responses(
+        (status = 200, description = "A page of room types", body = Page<RoomType>),
+        (status = 404, description = "No such hotel", body = Problem),
+        (status = 422, description = "Invalid limit or cursor", body = Problem),
+    ))]
+async fn list_room_types(
+    State(state): State<AppState>,
+    Path(hotel_id): Path<i64>,
+    Query(query): Query<PageQuery>,
+) -> Result<axum::Json<Page<RoomType>>, ApiError> {
+    let page = query.parse::<i64>()?;
+    let db = state.db.get().await?;
+    require_hotel(&db, hotel_id).await?;
+    let rows = room_types::list(&db, hotel_id, &page).await?;
+    Ok(axum::Json(Page::from_rows(rows, &page, |room_type| {
+        room_type.id
+    })))
+}
+
+#[utoipa::path(get, path = "/v1/hotels/{hotel_id}/room-types/{room_type_id}", tag = "catalog",
+    params(("hotel_id" = i64, Path), ("room_type_id" = i64, Path)),
+    responses(
+        (status = 200, description = "The room type", body = RoomType),
+        (status = 404, description = "No such hotel or room type", body = Problem),
+    ))]
+async fn get_room_type(
+    State(state): State<AppState>,
+    Path((hotel_id, room_type_id)): Path<(i64, i64)>,
+) -> Result<axum::Json<RoomType>, ApiError> {
+    let db = state.db.get().await?;
+    require_room_type(&db, hotel_id, room_type_id)
+        .await
+        .map(axum::Json)
+}
+
+#[utoipa::path(put, path = "/v1/hotels/{hotel_id}/room-types/{room_type_id}", tag = "catalog",
+    params(("hotel_id" = i64, Path), ("room_type_id" = i64, Path)),
+    request_body = RoomTypeBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Replaced", body = RoomType),
+        (status = 400, description = "Malformed JSON", body = Problem),
+        (status = 401, description = "No valid token", body = Problem),
+        (status = 403, description = "Not staff", body = Problem),
+        (status = 404, description = "No such hotel or room type", body = Problem),
+        (status = 422, description = "Invalid field", body = Problem),
+    ))]
+async fn replace_room_type(
+    State(state): State<AppState>,
+    _staff: Staff,
+    Path((hotel_id, room_type_id)): Path<(i64, i64)>,
+    Json(body): Json<RoomTypeBody>,
+) -> Result<axum::Json<RoomType>, ApiError> {
+    let fields = body.parse()?;
+    let db = state.db.get().await?;
+    room_types::update(&db, hotel_id, room_type_id, &fields, state.clock.now())
+        .await?
+        .map(axum::Json)
+        .ok_or(ApiError::NotFound("room type"))
+}
+
+/// Deletes a room type with its inventory, unless it still has rooms or guests with
+/// pending or confirmed stays still to come (409).
+#[utoipa::path(delete, path = "/v1/hotels/{hotel_id}/room-types/{room_type_id}", tag = "catalog",
+    params(("hotel_id" = i64, Path), ("room_type_id" = i64, Path)),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid token", body = Problem),
+        (status = 403, description = "Not staff", body = Problem),
+        (status = 404, description = "No such hotel or room type", body = Problem),
+        (status = 409, description = "Rooms or live future reservations remain", body = Problem),
+    ))]
+async fn delete_room_type(
+    State(state): State<AppState>,
+    _staff: Staff,
+    Path((hotel_id, room_type_id)): Path<(i64, i64)>,
+) -> Result<StatusCode, ApiError> {
+    let now = state.clock.now();
+    let mut db = state.db.get().await?;
+    let tx = db.transaction().await?;
+    let hotel = require_hotel(&tx, hotel_id).await?;
+    if !room_types::lock(&tx, hotel_id, room_type_id).await? {
+        return Err(ApiError::NotFound("room type"));
+    }
+    let today = HotelTimezone::parse(&hotel.timezone)?.today(now);
+    // As for a hotel: hold the nights first, so no booking commits between check and delete.
+    inventory::lock_nights_from(&tx, hotel_id, Some(room_type_id), today).await?;
+    if hotels::has_live_stays(&tx, hotel_id, Some(room_type_id), today).await? {
+        return Err(ApiError::Conflict(
+            "the room type has pending or confirmed reservations still to come".into(),
+        ));
+    }
+    room_types::delete(&tx, hotel_id, room_type_id).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,160 @@
+//! Per-night room-type inventory in Postgres.
+
+use chrono::NaiveDate;
+use deadpool_postgres::GenericClient;
+use serde::Serialize;
+use tokio_postgres::Row;
+use utoipa::ToSchema;
+
+use crate::domain::{NightRange, OverbookingRatio};
+
+/// One night of one room type, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Night {
+    pub date: NaiveDate,
+    pub total_inventory: i32,
+    /// floor(total_inventory * overbooking_ratio): the rooms the night may hold.
+    pub capacity: i32,
+    pub total_reserved: i32,
+    pub rate_cents: i64,
+}
+
+/// One night of one room type, as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct InventoryDay {
+    #[schema(value_type = String, format = Date)]
+    pub date: NaiveDate,
+    pub total_inventory: i32,
+    pub total_reserved: i32,
+    /// floor(total_inventory * overbooking_ratio) - total_reserved, never negative.
+    pub available: i32,
+    pub rate_cents: i64,
+}
+
+impl From<Night> for InventoryDay {
+    fn from(night: Night) -> Self {
+        Self {
+            date: night.date,
+            total_inventory: night.total_inventory,
+            total_reserved: night.total_reserved,
+            available: (night.capacity - night.total_reserved).max(0),
+            rate_cents: night.rate_cents,
+        }
+    }
+}
+
+fn from_row(row: &Row) -> Night {
+    Night {
+        date: row.get("date"),
+        total_inventory: row.get("total_inventory"),
+        capacity: row.get("capacity"),
+        total_reserved: row.get("total_reserved"),
+        rate_cents: row.get("rate_cents"),
+    }
+}
+
+/// Sets the total (and, when given, the rate) of every night in `nights`, creating the
+/// nights that do not exist yet, in one statement.
+///
+/// A night without a rate keeps its old one; a new night without a rate fails the NOT NULL
+/// on `rate_cents` (answered 422). A total whose capacity falls below the rooms already
+/// reserved fails `inventory_capacity_holds` (answered 409). Either failure leaves every
+/// night as it was.
+pub async fn put_nights(
+    db: &impl GenericClient,
+    hotel_id: i64,
+    room_type_id: i64,
+    nights: NightRange,
+    total_inventory: i32,
+    rate_cents: Option<i64>,
+    ratio: OverbookingRatio,
+) -> Result<Vec<Night>, tokio_postgres::Error> {
+    let sql = "INSERT INTO room_type_inventory \
+                   (hotel_id, room_type_id, date, total_inventory, capacity, rate_cents) \
+               SELECT $1, $2, night, $5, $6, COALESCE($7, ( \
+                   SELECT rate_cents FROM room_type_inventory i \
+                   WHERE i.hotel_id = $1 AND i.room_type_id = $2 AND i.date = night)) \
+               FROM generate_series($3::date, $4::date - 1, interval '1 day') AS g(ts), \
+                    LATERAL (SELECT ts::date AS night) AS n \
+               ON CONFLICT (hotel_id, room_type_id, date) DO UPDATE \
+               SET total_inventory = EXCLUDED.total_inventory, \
+                   capacity = EXCLUDED.capacity, \
+                   rate_cents = EXCLUDED.rate_cents \
+               RETURNING date, total_inventory, capacity, total_reserved, rate_cents";
+    let rows = db
+        .query(
+            &db.prepare_cached(sql).await?,
+            &[
+                &hotel_id,
+                &room_type_id,
+                &nights.from(),
+                &nights.to(),
+                &total_inventory,
+                &ratio.capacity(total_inventory),
+                &rate_cents,
+            ],
+        )
+        .await?;
+    let mut nights: Vec<Night> = rows.iter().map(from_row).collect();
+    nights.sort_by_key(|night| night.date);
+    Ok(nights)
+}
+
+/// The stored nights of a room type within `[from, to)`, in date order.
+pub async fn get_nights(
+    db: &impl GenericClient,
+    hotel_id: i64,
+    room_type_id: i64,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<Night>, tokio_postgres::Error> {
+    let sql = "SELECT date, total_inventory, capacity, total_reserved, rate_cents \
+               FROM room_type_inventory \
+               WHERE hotel_id = $1 AND room_type_id = $2 AND date >= $3 AND date < $4 \
+               ORDER BY date";
+    let rows = db
+        .query(
+            &db.prepare_cached(sql).await?,
+            &[&hotel_id, &room_type_id, &from, &to],
+        )
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// Recomputes the capacity of every night from `from` on after the hotel's ratio changed.
+/// Past nights keep the capacity they were sold under.
+pub async fn apply_ratio(
+    db: &impl GenericClient,
+    hotel_id: i64,
+    ratio: OverbookingRatio,
+    from: NaiveDate,
+) -> Result<u64, tokio_postgres::Error> {
+    let sql = "UPDATE room_type_inventory \
+               SET capacity = (total_inventory::bigint * $2 / 10000)::integer \
+               WHERE hotel_id = $1 AND date >= $3";
+    db.execute(
+        &db.prepare_cached(sql).await?,
+        &[&hotel_id, &i64::from(ratio.basis_points()), &from],
+    )
+    .await
+}
+
+/// Locks the nights of a hotel (or of one room type) from `from` on, for the rest of the
+/// transaction. A delete takes these locks before it checks for live stays, so a booking
+/// cannot commit between the check and the delete.
+pub async fn lock_nights_from(
+    db: &impl GenericClient,
+    hotel_id: i64,
+    room_type_id: Option<i64>,
+    from: NaiveDate,
+) -> Result<(), tokio_postgres::Error> {
+    let sql = "SELECT 1 FROM room_type_inventory \
+               WHERE hotel_id = $1 AND ($2::bigint IS NULL OR room_type_id = $2) AND date >= $3 \
+               ORDER BY room_type_id, date FOR UPDATE";
+    db.execute(
+        &db.prepare_cached(sql).await?,
+        &[&hotel_id, &room_type_id, &from],
+    )
+    .await?;
+    Ok(())
+}

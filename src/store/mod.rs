@@ -1,0 +1,68 @@
+//! PostgreSQL, the source of truth: the connection pool, migrations, and one module of
+//! queries per table family.
+//!
+//! Queries are prepared once per connection (`prepare_cached`) and always parameterised.
+
+pub mod hotels;
+pub mod inventory;
+pub mod room_types;
+pub mod rooms;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+
+use crate::config::Config;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// A pool of connections to the database at `url`.
+///
+/// Waiting for a connection is bounded, so that when Postgres is down or saturated requests
+/// are answered 503 quickly instead of piling up; statements are bounded by
+/// `statement_timeout` for the same reason.
+pub fn connect(url: &str, config: &Config) -> anyhow::Result<Pool> {
+    let mut pg = tokio_postgres::Config::from_str(url)
+        .context("DATABASE_URL is not a valid PostgreSQL URL")?;
+    pg.application_name("innkeeper");
+    pg.connect_timeout(Duration::from_secs(5));
+    pg.options(format!(
+        "-c statement_timeout={}",
+        config.db_statement_timeout.as_millis()
+    ));
+    let manager = Manager::from_config(
+        pg,
+        tokio_postgres::NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(config.db_pool_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(5)))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .build()
+        .context("building the PostgreSQL pool")
+}
+
+/// Applies every migration in `migrations/` that the database has not seen yet.
+pub async fn migrate(pool: &Pool) -> anyhow::Result<()> {
+    let mut client = pool
+        .get()
+        .await
+        .context("connecting to PostgreSQL to migrate")?;
+    let report = embedded::migrations::runner()
+        .run_async(&mut **client)
+        .await
+        .context("applying migrations")?;
+    for migration in report.applied_migrations() {
+        tracing::info!(migration = %migration, "applied migration");
+    }
+    Ok(())
+}

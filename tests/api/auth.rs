@@ -1,0 +1,197 @@
+//! Authentication and roles: every staff-only route refuses the public, guests, expired
+//! tokens, forged signatures and unsigned tokens, and a refused request writes nothing.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::Utc;
+use innkeeper::config::Secret;
+use innkeeper::http::auth::{Auth, Role};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+use crate::helpers::{assert_problem, hotel_body, TestApp};
+
+/// Every staff-only catalog and inventory route, with a body it would accept.
+fn staff_routes(
+    hotel: i64,
+    room_type: i64,
+    room: i64,
+    app: &TestApp,
+) -> Vec<(Method, String, Option<Value>)> {
+    let inventory =
+        json!({"from": app.night(1), "to": app.night(2), "total_inventory": 1, "rate_cents": 1});
+    vec![
+        (
+            Method::POST,
+            "/v1/hotels".into(),
+            Some(hotel_body("X", 1.1)),
+        ),
+        (
+            Method::PUT,
+            format!("/v1/hotels/{hotel}"),
+            Some(hotel_body("X", 1.1)),
+        ),
+        (
+            Method::POST,
+            format!("/v1/hotels/{hotel}/room-types"),
+            Some(json!({"name": "X", "max_occupancy": 1})),
+        ),
+        (
+            Method::PUT,
+            format!("/v1/hotels/{hotel}/room-types/{room_type}"),
+            Some(json!({"name": "X", "max_occupancy": 1})),
+        ),
+        (
+            Method::POST,
+            format!("/v1/hotels/{hotel}/rooms"),
+            Some(json!({"room_type_id": room_type, "number": "9"})),
+        ),
+        (
+            Method::PUT,
+            format!("/v1/hotels/{hotel}/rooms/{room}"),
+            Some(json!({"room_type_id": room_type, "number": "10"})),
+        ),
+        (
+            Method::PUT,
+            format!("/v1/hotels/{hotel}/room-types/{room_type}/inventory"),
+            Some(inventory),
+        ),
+        (
+            Method::GET,
+            format!(
+                "/v1/hotels/{hotel}/room-types/{room_type}/inventory?from={}&to={}",
+                app.night(1),
+                app.night(2)
+            ),
+            None,
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/hotels/{hotel}/rooms/{room}"),
+            None,
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/hotels/{hotel}/room-types/{room_type}"),
+            None,
+        ),
+        (Method::DELETE, format!("/v1/hotels/{hotel}"), None),
+    ]
+}
+
+fn unsigned_token() -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let exp = Utc::now().timestamp() + 3600;
+    let claims =
+        URL_SAFE_NO_PAD.encode(format!(r#"{{"sub":"mallory","role":"staff","exp":{exp}}}"#));
+    format!("{header}.{claims}.")
+}
+
+#[tokio::test]
+async fn staff_routes_refuse_everyone_but_staff_and_write_nothing() {
+    let app = TestApp::spawn().await;
+    let hotel = app.create_hotel(hotel_body("H", 1.1)).await;
+    let room_type = app.create_room_type(hotel, "Double").await;
+    let (_, room) = app
+        .post(
+            &format!("/v1/hotels/{hotel}/rooms"),
+            &app.staff(),
+            &json!({"room_type_id": room_type, "number": "1"}),
+        )
+        .await;
+    let room = room["id"].as_i64().unwrap();
+
+    let expired = app
+        .auth_for_tests()
+        .issue(
+            "staff-1",
+            Role::Staff,
+            Duration::from_secs(60),
+            Utc::now() - chrono::Duration::hours(2),
+        )
+        .unwrap();
+    let forged = Auth::new(&Secret::new("not-the-server-secret"))
+        .issue(
+            "staff-1",
+            Role::Staff,
+            Duration::from_secs(3600),
+            Utc::now(),
+        )
+        .unwrap();
+    let guest = app.guest("guest-1");
+    let unsigned = unsigned_token();
+    let refusals: Vec<(Option<&str>, u16, &str)> = vec![
+        (None, 401, "unauthorized"),
+        (Some("not-a-jwt"), 401, "unauthorized"),
+        (Some(&expired), 401, "unauthorized"),
+        (Some(&forged), 401, "unauthorized"),
+        (Some(&unsigned), 401, "unauthorized"),
+        (Some(&guest), 403, "forbidden"),
+    ];
+
+    let before = app.snapshot().await;
+    for (method, path, body) in staff_routes(hotel, room_type, room, &app) {
+        for (token, status, code) in &refusals {
+            let answer = app.send(method.clone(), &path, *token, body.as_ref()).await;
+            assert_problem(&answer, *status, code);
+        }
+    }
+    assert_eq!(
+        app.snapshot().await,
+        before,
+        "a refused request wrote something"
+    );
+
+    // The same routes succeed for staff (deletes last, in dependency order; the room type
+    // still holds room 9, so its delete is the one conflict).
+    for (method, path, body) in staff_routes(hotel, room_type, room, &app) {
+        let (status, answer) = app
+            .send(method.clone(), &path, Some(&app.staff()), body.as_ref())
+            .await;
+        assert!(
+            (200..300).contains(&status)
+                || (method == Method::DELETE && path.contains("room-types") && status == 409),
+            "{method} {path}: {status} {answer}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_authorization_header_without_bearer_is_refused() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .http
+        .post(app.url("/v1/hotels"))
+        .header("Authorization", format!("Basic {}", app.staff()))
+        .json(&hotel_body("H", 1.1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    assert_eq!(app.count("hotels").await, 0);
+}
+
+#[tokio::test]
+async fn public_reads_need_no_token() {
+    let app = TestApp::spawn().await;
+    let (hotel, room_type) = app.hotel_with_inventory(1.1, 3, app.night(1), 1).await;
+    for path in [
+        "/v1/hotels".to_owned(),
+        format!("/v1/hotels/{hotel}"),
+        format!("/v1/hotels/{hotel}/room-types"),
+        format!("/v1/hotels/{hotel}/room-types/{room_type}"),
+        format!("/v1/hotels/{hotel}/rooms"),
+        "/healthz".to_owned(),
+        "/readyz".to_owned(),
+        "/metrics".to_owned(),
+        "/openapi.json".to_owned(),
+    ] {
+        let (status, body) = app.get(&path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+}

@@ -1,0 +1,403 @@
+//! The test harness.
+//!
+//! PostgreSQL and Redis are started once per test binary, by the same code as the embedded
+//! default (`innkeeper::devservices`), on a dedicated thread that lives as long as the
+//! process. With `INNKEEPER_TEST_DATABASE_URL` and `INNKEEPER_TEST_REDIS_URL` set, those
+//! servers are used instead. A migrated template database is made once; each test gets its
+//! own clone of it and its own Redis key prefix, so tests run in parallel without seeing
+//! each other, and each starts the real server on port 0.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::{mpsc, Arc, OnceLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use innkeeper::app::{Application, Backends};
+use innkeeper::clock::{Clock, ManualClock};
+use innkeeper::config::{Config, InventoryMode, Secret};
+use innkeeper::devservices::{Durability, PostgresServer, RedisServer};
+use innkeeper::http::auth::{Auth, Role};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+pub const JWT_SECRET: &str = "integration-test-secret";
+
+/// The servers every test of this process shares.
+struct Shared {
+    /// A URL with the rights to create databases; its database name is replaced per test.
+    admin_url: String,
+    redis_url: String,
+    template: String,
+}
+
+fn shared() -> &'static Shared {
+    static SHARED: OnceLock<Shared> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let (admin_url, redis_url) = match (
+            std::env::var("INNKEEPER_TEST_DATABASE_URL"),
+            std::env::var("INNKEEPER_TEST_REDIS_URL"),
+        ) {
+            (Ok(database), Ok(redis)) => (database, redis),
+            _ => start_private_servers(),
+        };
+        let template = format!("innkeeper_template_{}", std::process::id());
+        let migrate_template = {
+            let admin_url = admin_url.clone();
+            let template = template.clone();
+            move || -> anyhow::Result<()> {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                runtime.block_on(async {
+                    let (client, connection) =
+                        tokio_postgres::connect(&admin_url, tokio_postgres::NoTls).await?;
+                    let connection = tokio::spawn(connection);
+                    client
+                        .batch_execute(&format!("CREATE DATABASE {template}"))
+                        .await?;
+                    let config = Config::default();
+                    let pool =
+                        innkeeper::store::connect(&with_database(&admin_url, &template), &config)?;
+                    innkeeper::store::migrate(&pool).await?;
+                    pool.close();
+                    drop(client);
+                    let _ = connection.await;
+                    Ok(())
+                })
+            }
+        };
+        std::thread::spawn(migrate_template)
+            .join()
+            .expect("the migration thread panicked")
+            .expect("migrating the template database");
+        Shared {
+            admin_url,
+            redis_url,
+            template,
+        }
+    })
+}
+
+/// Starts private servers on a thread that then parks for the life of the process: the
+/// servers are told to stop when the thread that started them ends.
+fn start_private_servers() -> (String, String) {
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join("servers")
+            .join(std::process::id().to_string());
+        let _ = std::fs::remove_dir_all(&dir);
+        let started = PostgresServer::start(&dir.join("postgres"), Durability::Throwaway).and_then(
+            |postgres| {
+                RedisServer::start(&dir.join("redis"), Durability::Throwaway)
+                    .map(|redis| (postgres, redis))
+            },
+        );
+        match started {
+            Ok((postgres, redis)) => {
+                sender
+                    .send(Ok((postgres.admin_url("postgres"), redis.url())))
+                    .expect("the test thread waits");
+                let _keep_running = (postgres, redis);
+                loop {
+                    std::thread::park();
+                }
+            }
+            Err(error) => sender
+                .send(Err(error.to_string()))
+                .expect("the test thread waits"),
+        }
+    });
+    receiver
+        .recv()
+        .expect("the server thread answers")
+        .unwrap_or_else(|error| panic!("starting the test servers: {error}"))
+}
+
+fn with_database(url: &str, database: &str) -> String {
+    let mut config = tokio_postgres::Config::from_str(url).expect("a valid URL");
+    config.dbname(database);
+    let host = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(host) => host.clone(),
+        tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or("postgres");
+    let password = config
+        .get_password()
+        .map(|p| format!(":{}", String::from_utf8_lossy(p)))
+        .unwrap_or_default();
+    format!("postgres://{user}{password}@{host}:{port}/{database}")
+}
+
+/// What a test may change about the server it starts.
+pub struct Options {
+    pub mode: InventoryMode,
+    pub now: DateTime<Utc>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            mode: InventoryMode::Redis,
+            now: Utc::now(),
+        }
+    }
+}
+
+/// One running innkeeper with its own database and Redis prefix.
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub db: deadpool_postgres::Pool,
+    pub clock: Arc<ManualClock>,
+    auth: Auth,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(Options::default()).await
+    }
+
+    pub async fn spawn_with(options: Options) -> Self {
+        let shared = shared();
+        let database = format!("test_{}", Uuid::new_v4().simple());
+        let (admin, connection) = tokio_postgres::connect(&shared.admin_url, tokio_postgres::NoTls)
+            .await
+            .expect("connecting to the test PostgreSQL");
+        let connection = tokio::spawn(connection);
+        admin
+            .batch_execute(&format!(
+                "CREATE DATABASE {database} TEMPLATE {} STRATEGY FILE_COPY",
+                shared.template
+            ))
+            .await
+            .expect("cloning the template database");
+        drop(admin);
+        let _ = connection.await;
+
+        let prefix = format!("test:{}:", Uuid::new_v4().simple());
+        let mut vars = HashMap::new();
+        vars.insert(
+            "DATABASE_URL".into(),
+            with_database(&shared.admin_url, &database),
+        );
+        vars.insert("REDIS_URL".into(), shared.redis_url.clone());
+        vars.insert("INNKEEPER_JWT_SECRET".into(), JWT_SECRET.into());
+        vars.insert("INNKEEPER_BIND".into(), "127.0.0.1:0".into());
+        vars.insert("INNKEEPER_REDIS_KEY_PREFIX".into(), prefix.clone());
+        vars.insert("INNKEEPER_DB_POOL_SIZE".into(), "8".into());
+        vars.insert(
+            "INNKEEPER_INVENTORY_MODE".into(),
+            match options.mode {
+                InventoryMode::Redis => "redis",
+                InventoryMode::Db => "db",
+            }
+            .into(),
+        );
+        let config = Config::from_vars(vars).expect("a valid test configuration");
+        let backends = Backends::start(&config).expect("external backends need no start");
+        let clock = Arc::new(ManualClock::new(options.now));
+        let application = Application::build(config, &backends, clock.clone())
+            .await
+            .expect("building the application");
+        let address = application.local_addr().expect("a bound address");
+        let db = application.state().db.clone();
+        tokio::spawn(application.run_until_stopped(std::future::pending()));
+        Self {
+            base: format!("http://{address}"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("an HTTP client"),
+            db,
+            clock,
+            auth: Auth::new(&Secret::new(JWT_SECRET)),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn token(&self, role: Role, sub: &str) -> String {
+        self.auth
+            .issue(sub, role, Duration::from_secs(3600), self.clock.now())
+            .expect("a token")
+    }
+
+    /// The server's own signer, for tokens with unusual claims.
+    pub fn auth_for_tests(&self) -> &Auth {
+        &self.auth
+    }
+
+    pub fn staff(&self) -> String {
+        self.token(Role::Staff, "staff-1")
+    }
+
+    pub fn guest(&self, sub: &str) -> String {
+        self.token(Role::Guest, sub)
+    }
+
+    /// Sends a request and returns its status and JSON body (Null when empty).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("the server answers");
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.expect("a body");
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(reqwest::Method::GET, path, None, None).await
+    }
+
+    pub async fn get_as(&self, path: &str, token: &str) -> (u16, Value) {
+        self.send(reqwest::Method::GET, path, Some(token), None)
+            .await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, path, Some(token), Some(body))
+            .await
+    }
+
+    pub async fn put(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        self.send(reqwest::Method::PUT, path, Some(token), Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> (u16, Value) {
+        self.send(reqwest::Method::DELETE, path, Some(token), None)
+            .await
+    }
+
+    /// Creates a hotel as staff and returns its id.
+    pub async fn create_hotel(&self, body: Value) -> i64 {
+        let (status, hotel) = self.post("/v1/hotels", &self.staff(), &body).await;
+        assert_eq!(status, 201, "{hotel}");
+        hotel["id"].as_i64().expect("an id")
+    }
+
+    pub async fn create_room_type(&self, hotel_id: i64, name: &str) -> i64 {
+        let (status, room_type) = self
+            .post(
+                &format!("/v1/hotels/{hotel_id}/room-types"),
+                &self.staff(),
+                &json!({"name": name, "max_occupancy": 2}),
+            )
+            .await;
+        assert_eq!(status, 201, "{room_type}");
+        room_type["id"].as_i64().expect("an id")
+    }
+
+    /// A hotel with one room type and `total` rooms on each of `nights` nights from
+    /// `first_night`, at 100.00 a night. Returns (hotel_id, room_type_id).
+    pub async fn hotel_with_inventory(
+        &self,
+        ratio: f64,
+        total: i64,
+        first_night: NaiveDate,
+        nights: u64,
+    ) -> (i64, i64) {
+        let hotel_id = self.create_hotel(hotel_body("Seaside", ratio)).await;
+        let room_type_id = self.create_room_type(hotel_id, "Double").await;
+        let (status, days) = self
+            .put(
+                &format!("/v1/hotels/{hotel_id}/room-types/{room_type_id}/inventory"),
+                &self.staff(),
+                &json!({
+                    "from": first_night,
+                    "to": first_night + Days::new(nights),
+                    "total_inventory": total,
+                    "rate_cents": 10_000,
+                }),
+            )
+            .await;
+        assert_eq!(status, 200, "{days}");
+        (hotel_id, room_type_id)
+    }
+
+    /// Counts the rows of a table, to prove a failed request wrote nothing.
+    pub async fn count(&self, table: &str) -> i64 {
+        let client = self.db.get().await.expect("a connection");
+        client
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .expect("a count")
+            .get(0)
+    }
+
+    /// Every table's row count, to compare before and after a request that must fail.
+    pub async fn snapshot(&self) -> Vec<(String, i64, String)> {
+        let client = self.db.get().await.expect("a connection");
+        let mut tables = Vec::new();
+        for table in [
+            "hotels",
+            "room_types",
+            "rooms",
+            "room_type_inventory",
+            "reservations",
+        ] {
+            let row = client
+                .query_one(
+                    &format!("SELECT count(*), coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM {table} t"),
+                    &[],
+                )
+                .await
+                .expect("a snapshot");
+            tables.push((table.to_owned(), row.get(0), row.get(1)));
+        }
+        tables
+    }
+
+    /// A night `days` after the hotel's today (UTC hotels in these tests).
+    pub fn night(&self, days: u64) -> NaiveDate {
+        self.clock.now().date_naive() + Days::new(days)
+    }
+}
+
+pub fn hotel_body(name: &str, ratio: f64) -> Value {
+    json!({
+        "name": name,
+        "address": "1 Quay Street",
+        "city": "Lisbon",
+        "country": "PT",
+        "timezone": "UTC",
+        "currency": "EUR",
+        "overbooking_ratio": ratio,
+    })
+}
+
+/// Asserts a problem+json answer with the given status and code.
+#[track_caller]
+pub fn assert_problem(answer: &(u16, Value), status: u16, code: &str) {
+    assert_eq!(answer.0, status, "{}", answer.1);
+    assert_eq!(answer.1["code"], code, "{}", answer.1);
+    assert_eq!(answer.1["status"], status, "{}", answer.1);
+    assert!(
+        answer.1["title"].is_string()
+            && answer.1["detail"].is_string()
+            && answer.1["type"].is_string()
+    );
+}

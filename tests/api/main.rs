@@ -1,0 +1,11 @@
+//! innkeeper's integration tests: one binary that drives the real HTTP API of a real
+//! server against real PostgreSQL and Redis. See `helpers` for how they are started.
+
+mod auth;
+mod catalog;
+mod devservices;
+mod embedded;
+mod errors;
+mod helpers;
+mod inventory;
+mod ops;

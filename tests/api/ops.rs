@@ -1,0 +1,94 @@
+//! Liveness, readiness, metrics and the OpenAPI document.
+
+use reqwest::Method;
+
+use crate::helpers::TestApp;
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app.get("/healthz").await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+    let (status, body) = app.get("/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["postgres"], "up");
+    assert_eq!(body["redis"], "up");
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text() {
+    let app = TestApp::spawn().await;
+    let response = app.http.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+}
+
+/// The routes of API.md this server implements, as (method, OpenAPI path).
+const CONTRACT: &[(&str, &str)] = &[
+    ("post", "/v1/hotels"),
+    ("get", "/v1/hotels"),
+    ("get", "/v1/hotels/{hotel_id}"),
+    ("put", "/v1/hotels/{hotel_id}"),
+    ("delete", "/v1/hotels/{hotel_id}"),
+    ("post", "/v1/hotels/{hotel_id}/room-types"),
+    ("get", "/v1/hotels/{hotel_id}/room-types"),
+    ("get", "/v1/hotels/{hotel_id}/room-types/{room_type_id}"),
+    ("put", "/v1/hotels/{hotel_id}/room-types/{room_type_id}"),
+    ("delete", "/v1/hotels/{hotel_id}/room-types/{room_type_id}"),
+    ("post", "/v1/hotels/{hotel_id}/rooms"),
+    ("get", "/v1/hotels/{hotel_id}/rooms"),
+    ("get", "/v1/hotels/{hotel_id}/rooms/{room_id}"),
+    ("put", "/v1/hotels/{hotel_id}/rooms/{room_id}"),
+    ("delete", "/v1/hotels/{hotel_id}/rooms/{room_id}"),
+    (
+        "put",
+        "/v1/hotels/{hotel_id}/room-types/{room_type_id}/inventory",
+    ),
+    (
+        "get",
+        "/v1/hotels/{hotel_id}/room-types/{room_type_id}/inventory",
+    ),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+];
+
+#[tokio::test]
+async fn the_openapi_document_lists_exactly_the_routes_served() {
+    let app = TestApp::spawn().await;
+    let (status, document) = app.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    assert!(document["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = document["paths"].as_object().unwrap();
+    for (method, path) in CONTRACT {
+        assert!(
+            paths.get(*path).and_then(|p| p.get(*method)).is_some(),
+            "{method} {path} is not documented"
+        );
+    }
+    // Every documented operation is served: neither the unknown-route fallback nor 405.
+    let mut documented = 0;
+    for (path, item) in paths {
+        for method in item.as_object().unwrap().keys() {
+            documented += 1;
+            let concrete = path
+                .replace("{hotel_id}", "1")
+                .replace("{room_type_id}", "1")
+                .replace("{room_id}", "1")
+                .replace("{reservation_id}", "00000000-0000-4000-8000-000000000000");
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let (status, body) = app.send(method.clone(), &concrete, None, None).await;
+            assert_ne!(status, 405, "{method} {path}");
+            assert!(
+                !(status == 404 && body["detail"] == "route not found"),
+                "{method} {path} is documented but not served"
+            );
+        }
+    }
+    assert!(documented >= CONTRACT.len());
+    assert!(document["components"]["securitySchemes"]["bearer"].is_object());
+}
