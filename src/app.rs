@@ -12,12 +12,14 @@ use axum::Router;
 use rand::distributions::{Alphanumeric, DistString};
 use tokio::net::TcpListener;
 
+use crate::booking::Booker;
 use crate::clock::Clock;
-use crate::config::{Config, Secret};
+use crate::config::{Config, InventoryMode, Secret};
 use crate::devservices::{Durability, PostgresServer, RedisServer};
 use crate::http::auth::Auth;
 use crate::http::{self, AppState};
-use crate::{inventory, store, telemetry};
+use crate::inventory::{self, NightCache};
+use crate::{store, telemetry};
 
 /// The PostgreSQL and Redis this process talks to, and the private servers behind them
 /// when it runs on the embedded default.
@@ -131,6 +133,21 @@ impl Application {
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("binding {}", config.bind))?;
+        let cache = match config.inventory_mode {
+            InventoryMode::Redis => Some(NightCache::new(
+                redis.clone(),
+                &config.redis_key_prefix,
+                config.in_flight_ttl,
+            )),
+            InventoryMode::Db => None,
+        };
+        let booker = Booker::new(
+            db.clone(),
+            cache,
+            clock.clone(),
+            config.limits,
+            config.hold_ttl,
+        );
         let state = AppState {
             config: Arc::new(config),
             db,
@@ -138,6 +155,7 @@ impl Application {
             auth,
             clock,
             metrics: telemetry::metrics_handle(),
+            booker,
         };
         Ok(Self {
             listener,

@@ -13,6 +13,7 @@
 //! - [`clock`] is the injectable time source; [`telemetry`] sets up logs and metrics.
 
 pub mod app;
+pub mod booking;
 pub mod clock;
 pub mod config;
 pub mod demo;

@@ -13,6 +13,7 @@ use super::extract::{Json, Path, Query};
 use super::pagination::{Page, PageQuery};
 use super::AppState;
 use crate::domain::{required_text, CurrencyCode, HotelTimezone, OverbookingRatio};
+use crate::inventory::LoadMode;
 use crate::store::hotels::{self, Hotel, HotelFields};
 use crate::store::inventory;
 
@@ -164,12 +165,40 @@ async fn replace_hotel(
         .await?
         .ok_or(ApiError::NotFound("hotel"))?;
     let hotel = hotels::update(&tx, hotel_id, &fields, now).await?;
-    if before.overbooking_ratio != hotel.overbooking_ratio {
-        let today = fields.timezone.today(now);
+    let today = fields.timezone.today(now);
+    let ratio_changed = before.overbooking_ratio != hotel.overbooking_ratio;
+    if ratio_changed {
         inventory::apply_ratio(&tx, hotel_id, fields.overbooking_ratio, today).await?;
     }
     tx.commit().await?;
+    if ratio_changed {
+        refresh_capacities(&state, hotel_id, today).await;
+    }
     Ok(axum::Json(hotel))
+}
+
+/// Puts the new capacities of a hotel's future nights into Redis. A failure is left to
+/// the reconciler: until then Redis may turn guests away early or let the Postgres
+/// re-check refuse them, never oversell.
+async fn refresh_capacities(state: &AppState, hotel_id: i64, from: chrono::NaiveDate) {
+    let Some(cache) = state.booker.cache() else {
+        return;
+    };
+    let refreshed = async {
+        let db = state.db.get().await?;
+        let far_future = from + chrono::Days::new(3650);
+        for (room_type_id, nights) in
+            inventory::nights_of_hotel(&db, hotel_id, from, far_future).await?
+        {
+            cache
+                .load(hotel_id, room_type_id, &nights, LoadMode::Refresh)
+                .await?;
+        }
+        anyhow::Ok(())
+    };
+    if let Err(error) = refreshed.await {
+        tracing::warn!(%error, "could not refresh Redis after a ratio change; the reconciler will");
+    }
 }
 
 /// Deletes a hotel with its room types, rooms and inventory, unless guests with pending or

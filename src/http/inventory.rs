@@ -13,6 +13,7 @@ use super::extract::{Json, Path, Query};
 use super::room_types::require_room_type;
 use super::AppState;
 use crate::domain::{InvalidField, NightRange, OverbookingRatio};
+use crate::inventory::LoadMode;
 use crate::store::hotels;
 use crate::store::inventory::{self, InventoryDay};
 
@@ -93,6 +94,16 @@ async fn put_inventory(
     )
     .await?;
     tx.commit().await?;
+    if let Some(cache) = state.booker.cache() {
+        // Redis keeps its own count of reserved rooms (it may include bookings still in
+        // flight), so only capacity and rate are overwritten there.
+        if let Err(error) = cache
+            .load(hotel_id, room_type_id, &written, LoadMode::Refresh)
+            .await
+        {
+            tracing::warn!(%error, "could not refresh Redis after an inventory change; the reconciler will");
+        }
+    }
     Ok(axum::Json(
         written.into_iter().map(InventoryDay::from).collect(),
     ))

@@ -2,12 +2,14 @@
 //! describe, so `/openapi.json` lists exactly the routes the server has.
 
 pub mod auth;
+mod availability;
 pub mod error;
 pub mod extract;
 mod hotels;
 mod inventory;
 mod ops;
 pub mod pagination;
+mod reservations;
 mod room_types;
 mod rooms;
 
@@ -21,6 +23,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::booking::Booker;
 use crate::clock::Clock;
 use crate::config::Config;
 use auth::Auth;
@@ -38,6 +41,7 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     pub clock: Arc<dyn Clock>,
     pub metrics: PrometheusHandle,
+    pub booker: Booker,
 }
 
 #[derive(OpenApi)]
@@ -51,6 +55,7 @@ pub struct AppState {
     tags(
         (name = "catalog", description = "Hotels, room types and rooms"),
         (name = "inventory", description = "Rooms and rates per night"),
+        (name = "reservations", description = "Availability, booking and the reservation lifecycle"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
     )
 )]
@@ -81,6 +86,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(room_types::router())
         .merge(rooms::router())
         .merge(inventory::router())
+        .merge(availability::router())
+        .merge(reservations::router())
         .merge(ops::router())
         .split_for_parts()
 }

@@ -121,6 +121,31 @@ pub async fn get_nights(
     Ok(rows.iter().map(from_row).collect())
 }
 
+/// The stored nights of every room type of a hotel within `[from, to)`, by room type, in
+/// date order.
+pub async fn nights_of_hotel(
+    db: &impl GenericClient,
+    hotel_id: i64,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<std::collections::HashMap<i64, Vec<Night>>, tokio_postgres::Error> {
+    let sql = "SELECT room_type_id, date, total_inventory, capacity, total_reserved, rate_cents \
+               FROM room_type_inventory \
+               WHERE hotel_id = $1 AND date >= $2 AND date < $3 \
+               ORDER BY room_type_id, date";
+    let rows = db
+        .query(&db.prepare_cached(sql).await?, &[&hotel_id, &from, &to])
+        .await?;
+    let mut nights: std::collections::HashMap<i64, Vec<Night>> = std::collections::HashMap::new();
+    for row in &rows {
+        nights
+            .entry(row.get("room_type_id"))
+            .or_default()
+            .push(from_row(row));
+    }
+    Ok(nights)
+}
+
 /// Recomputes the capacity of every night from `from` on after the hotel's ratio changed.
 /// Past nights keep the capacity they were sold under.
 pub async fn apply_ratio(

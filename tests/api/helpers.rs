@@ -136,6 +136,8 @@ fn with_database(url: &str, database: &str) -> String {
 pub struct Options {
     pub mode: InventoryMode,
     pub now: DateTime<Utc>,
+    /// A Redis of the test's own, for tests that flush it whole.
+    pub redis_url: Option<String>,
 }
 
 impl Default for Options {
@@ -143,6 +145,7 @@ impl Default for Options {
         Self {
             mode: InventoryMode::Redis,
             now: Utc::now(),
+            redis_url: None,
         }
     }
 }
@@ -152,6 +155,8 @@ pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub db: deadpool_postgres::Pool,
+    pub redis: deadpool_redis::Pool,
+    pub prefix: String,
     pub clock: Arc<ManualClock>,
     auth: Auth,
 }
@@ -159,6 +164,14 @@ pub struct TestApp {
 impl TestApp {
     pub async fn spawn() -> Self {
         Self::spawn_with(Options::default()).await
+    }
+
+    pub async fn spawn_with_mode(mode: InventoryMode) -> Self {
+        Self::spawn_with(Options {
+            mode,
+            ..Options::default()
+        })
+        .await
     }
 
     pub async fn spawn_with(options: Options) -> Self {
@@ -184,7 +197,13 @@ impl TestApp {
             "DATABASE_URL".into(),
             with_database(&shared.admin_url, &database),
         );
-        vars.insert("REDIS_URL".into(), shared.redis_url.clone());
+        vars.insert(
+            "REDIS_URL".into(),
+            options
+                .redis_url
+                .clone()
+                .unwrap_or_else(|| shared.redis_url.clone()),
+        );
         vars.insert("INNKEEPER_JWT_SECRET".into(), JWT_SECRET.into());
         vars.insert("INNKEEPER_BIND".into(), "127.0.0.1:0".into());
         vars.insert("INNKEEPER_REDIS_KEY_PREFIX".into(), prefix.clone());
@@ -205,6 +224,7 @@ impl TestApp {
             .expect("building the application");
         let address = application.local_addr().expect("a bound address");
         let db = application.state().db.clone();
+        let redis = application.state().redis.clone();
         tokio::spawn(application.run_until_stopped(std::future::pending()));
         Self {
             base: format!("http://{address}"),
@@ -213,6 +233,8 @@ impl TestApp {
                 .build()
                 .expect("an HTTP client"),
             db,
+            redis,
+            prefix,
             clock,
             auth: Auth::new(&Secret::new(JWT_SECRET)),
         }
@@ -371,6 +393,59 @@ impl TestApp {
         tables
     }
 
+    /// Postgres' `total_reserved` of one night.
+    pub async fn reserved_in_postgres(&self, hotel: i64, room_type: i64, night: NaiveDate) -> i64 {
+        let client = self.db.get().await.expect("a connection");
+        let row = client
+            .query_one(
+                "SELECT total_reserved FROM room_type_inventory WHERE hotel_id = $1 AND room_type_id = $2 AND date = $3",
+                &[&hotel, &room_type, &night],
+            )
+            .await
+            .expect("the night exists");
+        i64::from(row.get::<_, i32>(0))
+    }
+
+    /// Redis' `res` of one night, `None` when Redis does not hold the night.
+    pub async fn reserved_in_redis(
+        &self,
+        hotel: i64,
+        room_type: i64,
+        night: NaiveDate,
+    ) -> Option<i64> {
+        let mut connection = self.redis.get().await.expect("a Redis connection");
+        redis::cmd("HGET")
+            .arg(self.night_key(hotel, room_type, night))
+            .arg("res")
+            .query_async::<Option<i64>>(&mut *connection)
+            .await
+            .expect("HGET")
+    }
+
+    pub fn night_key(&self, hotel: i64, room_type: i64, night: NaiveDate) -> String {
+        innkeeper::inventory::keys::KeyLayout::new(&self.prefix).night(hotel, room_type, night)
+    }
+
+    /// The rooms live (pending or confirmed) reservations hold on a night.
+    pub async fn live_rooms(&self, hotel: i64, room_type: i64, night: NaiveDate) -> i64 {
+        let client = self.db.get().await.expect("a connection");
+        client
+            .query_one(
+                "SELECT coalesce(sum(rooms), 0)::bigint FROM reservations WHERE hotel_id = $1 AND room_type_id = $2 \
+                 AND status IN ('pending', 'confirmed') AND check_in <= $3 AND check_out > $3",
+                &[&hotel, &room_type, &night],
+            )
+            .await
+            .expect("a sum")
+            .get(0)
+    }
+
+    /// Books as `guest`, returning status and body.
+    pub async fn reserve(&self, guest: &str, body: &Value) -> (u16, Value) {
+        self.post("/v1/reservations", &self.guest(guest), body)
+            .await
+    }
+
     /// A night `days` after the hotel's today (UTC hotels in these tests).
     pub fn night(&self, days: u64) -> NaiveDate {
         self.clock.now().date_naive() + Days::new(days)
@@ -386,6 +461,24 @@ pub fn hotel_body(name: &str, ratio: f64) -> Value {
         "timezone": "UTC",
         "currency": "EUR",
         "overbooking_ratio": ratio,
+    })
+}
+
+pub fn stay(
+    reservation_id: Uuid,
+    hotel: i64,
+    room_type: i64,
+    check_in: NaiveDate,
+    check_out: NaiveDate,
+    rooms: i64,
+) -> Value {
+    json!({
+        "reservation_id": reservation_id,
+        "hotel_id": hotel,
+        "room_type_id": room_type,
+        "check_in": check_in,
+        "check_out": check_out,
+        "rooms": rooms,
     })
 }
 

@@ -9,3 +9,4 @@ mod errors;
 mod helpers;
 mod inventory;
 mod ops;
+mod reservations;

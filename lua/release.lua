@@ -1,0 +1,34 @@
+-- release.lua: give the rooms of one stay back to its nights.
+--
+-- KEYS[1..n]  the night hashes of the stay (same hash slot: {hotel_id})
+-- KEYS[n+1]   the hold marker of the reservation id
+-- ARGV[1]     rooms to give back on every night (integer >= 1)
+-- ARGV[2]     'hold':  give back a pre-deduction that Postgres did not commit (sold out at
+--                      the re-check, a failure, a timeout). Only if the marker exists and
+--                      is not marked committed ('c'); the marker is deleted, so a second
+--                      release changes nothing.
+--             'stay':  give back a committed stay that Postgres has just canceled or
+--                      expired (Postgres decides that exactly once); the marker, if any,
+--                      is deleted too.
+--
+-- Nights no longer in Redis (expired, or Redis restarted) are skipped: there is nothing to
+-- give back to, and the next load from Postgres brings the right count.
+--
+-- Returns: 1 when rooms were given back, 0 when there was nothing to release.
+local rooms = tonumber(ARGV[1])
+local n = #KEYS - 1
+local marker = KEYS[n + 1]
+
+if ARGV[2] == 'hold' then
+  local held = redis.call('GET', marker)
+  if not held or held == 'c' then
+    return 0
+  end
+end
+for i = 1, n do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('HINCRBY', KEYS[i], 'res', -rooms)
+  end
+end
+redis.call('DEL', marker)
+return 1

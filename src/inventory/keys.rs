@@ -1,0 +1,74 @@
+//! The Redis key layout.
+//!
+//! `{prefix}night:{<hotel_id>}:<room_type_id>:<YYYY-MM-DD>` is a hash {cap, res, rate} for one
+//! night of one room type; `{prefix}hold:{<hotel_id>}:<reservation_id>` marks a reservation id
+//! that has deducted inventory. The hotel id sits inside a Redis Cluster hash tag, so every
+//! key a script touches for one stay lives in one slot.
+
+use chrono::{Days, NaiveDate, NaiveTime};
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct KeyLayout {
+    prefix: String,
+}
+
+impl KeyLayout {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    pub fn night(&self, hotel_id: i64, room_type_id: i64, night: NaiveDate) -> String {
+        format!(
+            "{}night:{{{hotel_id}}}:{room_type_id}:{}",
+            self.prefix,
+            night.format("%Y-%m-%d")
+        )
+    }
+
+    pub fn hold(&self, hotel_id: i64, reservation_id: Uuid) -> String {
+        format!("{}hold:{{{hotel_id}}}:{reservation_id}", self.prefix)
+    }
+}
+
+/// When a night's key leaves Redis: a day after the night has passed everywhere on Earth.
+/// The night of D ends on the morning of D+1 in the hotel's timezone; noon UTC on D+2 is
+/// at least a day after that in every timezone (UTC-12 to UTC+14).
+pub fn night_expires_at(night: NaiveDate) -> i64 {
+    (night + Days::new(2))
+        .and_time(NaiveTime::from_hms_opt(12, 0, 0).unwrap_or_default())
+        .and_utc()
+        .timestamp()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, TimeZone, Utc};
+
+    #[test]
+    fn keys_of_one_hotel_share_a_hash_tag() {
+        let keys = KeyLayout::new("ik:");
+        let night = NaiveDate::from_ymd_opt(2027, 7, 1).unwrap();
+        assert_eq!(keys.night(42, 7, night), "ik:night:{42}:7:2027-07-01");
+        let id = Uuid::nil();
+        assert_eq!(
+            keys.hold(42, id),
+            "ik:hold:{42}:00000000-0000-0000-0000-000000000000"
+        );
+    }
+
+    #[test]
+    fn a_night_expires_a_day_after_it_ends_in_every_timezone() {
+        let night = NaiveDate::from_ymd_opt(2027, 7, 1).unwrap();
+        let expires = Utc.timestamp_opt(night_expires_at(night), 0).unwrap();
+        // The night ends at the latest on the morning of the 2nd in UTC-12, which is the
+        // afternoon of the 2nd in UTC: a day later is the 3rd.
+        let latest_morning_after =
+            Utc.with_ymd_and_hms(2027, 7, 2, 0, 0, 0).unwrap() + Duration::hours(12);
+        assert!(expires >= latest_morning_after + Duration::days(1));
+        assert_eq!(expires, Utc.with_ymd_and_hms(2027, 7, 3, 12, 0, 0).unwrap());
+    }
+}
