@@ -2,6 +2,7 @@
 --
 -- KEYS[1..n]  the night hashes of the stay (same hash slot: {hotel_id})
 -- KEYS[n+1]   the hold marker of the reservation id
+-- KEYS[n+2]   the hotel's in-flight hash (see reserve.lua)
 -- ARGV[1]     rooms to give back on every night (integer >= 1)
 -- ARGV[2]     'hold':  give back a pre-deduction that Postgres did not commit (sold out at
 --                      the re-check, a failure, a timeout). Only if the marker exists and
@@ -10,13 +11,14 @@
 --             'stay':  give back a committed stay that Postgres has just canceled or
 --                      expired (Postgres decides that exactly once); the marker, if any,
 --                      is deleted too.
+-- ARGV[3]     the reservation id (its in-flight entry is removed in both modes)
 --
 -- Nights no longer in Redis (expired, or Redis restarted) are skipped: there is nothing to
 -- give back to, and the next load from Postgres brings the right count.
 --
 -- Returns: 1 when rooms were given back, 0 when there was nothing to release.
 local rooms = tonumber(ARGV[1])
-local n = #KEYS - 1
+local n = #KEYS - 2
 local marker = KEYS[n + 1]
 
 if ARGV[2] == 'hold' then
@@ -31,4 +33,5 @@ for i = 1, n do
   end
 end
 redis.call('DEL', marker)
+redis.call('HDEL', KEYS[n + 2], ARGV[3])
 return 1

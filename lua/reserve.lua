@@ -6,11 +6,16 @@
 --
 -- KEYS[1..n]  the night hashes of the stay, in date order (same hash slot: {hotel_id})
 -- KEYS[n+1]   the hold marker of the reservation id
+-- KEYS[n+2]   the hotel's in-flight hash: reservation id -> its deduction, which the
+--             reconciler reads so that a repair never erases a deduction still in flight
 -- ARGV[1]     rooms to deduct on every night (integer >= 1)
 -- ARGV[2]     seconds the hold marker lives (it outlives any booking transaction)
+-- ARGV[3]     the reservation id (the in-flight hash field)
+-- ARGV[4]     the deduction, "rooms|room_type_id|check_in|check_out|deadline", where
+--             deadline (unix seconds) is when its transaction has surely ended
 --
 -- Returns:
---   {1}            deducted on every night; the marker now holds ARGV[1]
+--   {1}            deducted on every night; the marker and the in-flight entry are set
 --   {0, i}         sold out: night i has fewer than ARGV[1] rooms left; nothing changed
 --   {-1, i, j...}  nights i, j... are not in Redis (cold cache); load them and retry;
 --                  nothing changed
@@ -18,7 +23,7 @@
 --                  is in flight or done (the service marks it 'c' once committed);
 --                  nothing changed
 local rooms = tonumber(ARGV[1])
-local n = #KEYS - 1
+local n = #KEYS - 2
 local marker = KEYS[n + 1]
 
 if redis.call('EXISTS', marker) == 1 then
@@ -43,4 +48,5 @@ for i = 1, n do
   redis.call('HINCRBY', KEYS[i], 'res', rooms)
 end
 redis.call('SET', marker, rooms, 'EX', tonumber(ARGV[2]))
+redis.call('HSET', KEYS[n + 2], ARGV[3], ARGV[4])
 return {1}

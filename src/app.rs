@@ -19,6 +19,7 @@ use crate::devservices::{Durability, PostgresServer, RedisServer};
 use crate::http::auth::Auth;
 use crate::http::{self, AppState};
 use crate::inventory::{self, NightCache};
+use crate::jobs::{self, Archiver, Jobs, Reconciler, Sweeper};
 use crate::{store, telemetry};
 
 /// The PostgreSQL and Redis this process talks to, and the private servers behind them
@@ -141,13 +142,12 @@ impl Application {
             )),
             InventoryMode::Db => None,
         };
-        let booker = Booker::new(
-            db.clone(),
-            cache,
-            clock.clone(),
-            config.limits,
-            config.hold_ttl,
-        );
+        let booker = Booker::new(db.clone(), cache.clone(), clock.clone(), &config);
+        let jobs = Jobs {
+            reconciler: Reconciler::new(db.clone(), cache, clock.clone(), config.limits),
+            sweeper: Sweeper::new(booker.clone(), clock.clone()),
+            archiver: Archiver::new(db.clone(), clock.clone(), config.archive_retention_days),
+        };
         let state = AppState {
             config: Arc::new(config),
             db,
@@ -156,6 +156,7 @@ impl Application {
             clock,
             metrics: telemetry::metrics_handle(),
             booker,
+            jobs,
         };
         Ok(Self {
             listener,
@@ -172,16 +173,26 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    /// Serves, and runs the background jobs, until `shutdown` completes; then finishes
+    /// the requests in flight. The jobs stop with the server (a job step cut short is
+    /// repeated by the next process).
     pub async fn run_until_stopped(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(address = %self.listener.local_addr()?, "innkeeper is serving");
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP")
+        let config = &self.state.config;
+        let jobs = jobs::run_until_stopped(
+            self.state.jobs.clone(),
+            config.reconcile_interval,
+            config.sweep_interval,
+            config.archive_interval,
+        );
+        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown);
+        tokio::select! {
+            served = server => served.context("serving HTTP"),
+            () = jobs => Ok(()),
+        }
     }
 }
 

@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::booking::Fault;
+
 /// A value that must never reach a log line or a response body.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -105,6 +107,21 @@ pub struct Config {
     pub limits: BookingLimits,
     /// `INNKEEPER_LOG_FORMAT`, `text` (default) or `json`. Filtering follows `RUST_LOG`.
     pub log_format: LogFormat,
+    /// `INNKEEPER_RECONCILE_INTERVAL_SECS`, default 30: how often the reconciler compares
+    /// Redis with Postgres; 0 turns the background pass off.
+    pub reconcile_interval: Duration,
+    /// `INNKEEPER_SWEEP_INTERVAL_SECS`, default 5: how often expired holds are released;
+    /// 0 turns the background sweep off.
+    pub sweep_interval: Duration,
+    /// `INNKEEPER_ARCHIVE_INTERVAL_SECS`, default 3600: how often finished stays are
+    /// archived and past nights deleted; 0 turns it off.
+    pub archive_interval: Duration,
+    /// `INNKEEPER_ARCHIVE_RETENTION_DAYS`, default 30: how long after check-out a
+    /// reservation stays in the hot table.
+    pub archive_retention_days: u32,
+    /// `INNKEEPER_FAULT`, unset in production: `die_after_deduct` makes the process kill
+    /// itself between a Redis deduction and its Postgres commit, for the fault tests.
+    pub fault: Option<Fault>,
 }
 
 impl Default for Config {
@@ -124,6 +141,11 @@ impl Default for Config {
             db_statement_timeout: Duration::from_millis(5000),
             limits: BookingLimits::default(),
             log_format: LogFormat::Text,
+            reconcile_interval: Duration::from_secs(30),
+            sweep_interval: Duration::from_secs(5),
+            archive_interval: Duration::from_secs(3600),
+            archive_retention_days: 30,
+            fault: None,
         }
     }
 }
@@ -206,6 +228,31 @@ impl Config {
                 Some("json") => LogFormat::Json,
                 Some(other) => return Err(invalid("INNKEEPER_LOG_FORMAT", other, "text or json")),
             },
+            reconcile_interval: interval(
+                &get("INNKEEPER_RECONCILE_INTERVAL_SECS"),
+                "INNKEEPER_RECONCILE_INTERVAL_SECS",
+                defaults.reconcile_interval,
+            )?,
+            sweep_interval: interval(
+                &get("INNKEEPER_SWEEP_INTERVAL_SECS"),
+                "INNKEEPER_SWEEP_INTERVAL_SECS",
+                defaults.sweep_interval,
+            )?,
+            archive_interval: interval(
+                &get("INNKEEPER_ARCHIVE_INTERVAL_SECS"),
+                "INNKEEPER_ARCHIVE_INTERVAL_SECS",
+                defaults.archive_interval,
+            )?,
+            archive_retention_days: positive(
+                &get("INNKEEPER_ARCHIVE_RETENTION_DAYS"),
+                "INNKEEPER_ARCHIVE_RETENTION_DAYS",
+                defaults.archive_retention_days as usize,
+            )? as u32,
+            fault: match get("INNKEEPER_FAULT").as_deref() {
+                None => None,
+                Some("die_after_deduct") => Some(Fault::DieAfterDeduct),
+                Some(other) => return Err(invalid("INNKEEPER_FAULT", other, "die_after_deduct")),
+            },
         })
     }
 
@@ -217,6 +264,19 @@ impl Config {
 
     /// Refuses combinations that would silently do something surprising.
     pub fn check(&self) -> Result<(), ConfigError> {
+        // After a deduction a booking waits at most one statement timeout for a connection
+        // and a little over one for its commit; the reconciler trusts that a deduction
+        // older than the in-flight TTL has ended, so the TTL must be longer than both.
+        let longest_booking = self.db_statement_timeout * 2 + Duration::from_secs(1);
+        if self.in_flight_ttl <= longest_booking {
+            return Err(ConfigError {
+                variable: "INNKEEPER_IN_FLIGHT_TTL",
+                problem: format!(
+                    "must be more than twice INNKEEPER_DB_STATEMENT_TIMEOUT_MS plus a second ({} s)",
+                    longest_booking.as_secs_f64()
+                ),
+            });
+        }
         match (&self.database_url, &self.redis_url) {
             (Some(_), None) => Err(ConfigError {
                 variable: "REDIS_URL",
@@ -264,6 +324,21 @@ fn positive(
             Ok(n) if n > 0 => Ok(n),
             _ => Err(invalid(variable, v, "a positive whole number")),
         },
+    }
+}
+
+/// A period in whole seconds where 0 means "never" (the job is off).
+fn interval(
+    value: &Option<String>,
+    variable: &'static str,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| invalid(variable, v, "a whole number of seconds (0 = off)")),
     }
 }
 
@@ -325,6 +400,25 @@ mod tests {
     fn one_url_without_the_other_is_refused() {
         let config = Config::from_vars(vars(&[("DATABASE_URL", "postgres://h/db")])).unwrap();
         assert_eq!(config.check().unwrap_err().variable, "REDIS_URL");
+    }
+
+    #[test]
+    fn the_in_flight_ttl_must_outlast_a_booking() {
+        let config = Config::from_vars(vars(&[
+            ("INNKEEPER_IN_FLIGHT_TTL", "10"),
+            ("INNKEEPER_DB_STATEMENT_TIMEOUT_MS", "5000"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            config.check().unwrap_err().variable,
+            "INNKEEPER_IN_FLIGHT_TTL"
+        );
+        let config = Config::from_vars(vars(&[
+            ("INNKEEPER_IN_FLIGHT_TTL", "4"),
+            ("INNKEEPER_DB_STATEMENT_TIMEOUT_MS", "1000"),
+        ]))
+        .unwrap();
+        config.check().unwrap();
     }
 
     #[test]

@@ -21,5 +21,6 @@ pub mod devservices;
 pub mod domain;
 pub mod http;
 pub mod inventory;
+pub mod jobs;
 pub mod store;
 pub mod telemetry;

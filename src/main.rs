@@ -8,8 +8,10 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use innkeeper::app::{self, Application, Backends};
 use innkeeper::clock::{Clock, SystemClock};
-use innkeeper::config::Config;
+use innkeeper::config::{Config, InventoryMode};
 use innkeeper::http::auth::{Auth, Role};
+use innkeeper::inventory::{self, NightCache};
+use innkeeper::jobs::Reconciler;
 use innkeeper::{demo, store, telemetry};
 
 /// Hotel reservations for peak-season booking surges.
@@ -34,6 +36,8 @@ enum Command {
     },
     /// Apply the database migrations and exit.
     Migrate,
+    /// Run one reconciler pass (Redis repaired from Postgres) and print its report.
+    Reconcile,
     /// Print a bearer token signed with this configuration's secret.
     Token {
         #[arg(long, value_enum)]
@@ -96,6 +100,23 @@ fn run(command: Option<Command>, config: Config) -> anyhow::Result<()> {
             let db = store::connect(backends.database_url.expose(), &config)?;
             store::migrate(&db).await?;
             println!("migrations applied");
+            Ok(())
+        }),
+        Command::Reconcile => on_backends(&config, async |backends| {
+            let db = store::connect(backends.database_url.expose(), &config)?;
+            store::migrate(&db).await?;
+            let cache = match config.inventory_mode {
+                InventoryMode::Redis => Some(NightCache::new(
+                    inventory::connect(backends.redis_url.expose(), config.redis_pool_size)?,
+                    &config.redis_key_prefix,
+                    config.in_flight_ttl,
+                )),
+                InventoryMode::Db => None,
+            };
+            let report = Reconciler::new(db, cache, Arc::new(SystemClock), config.limits)
+                .run_once()
+                .await?;
+            println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }),
         Command::Token { role, sub, ttl } => {

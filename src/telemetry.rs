@@ -34,3 +34,15 @@ pub fn metrics_handle() -> PrometheusHandle {
         })
         .clone()
 }
+
+/// Records how long one Lua script call took.
+pub fn observe_script(script: &'static str, started: std::time::Instant) {
+    metrics::histogram!("innkeeper_inventory_script_duration_seconds", "script" => script)
+        .record(started.elapsed().as_secs_f64());
+}
+
+/// Records how long one Postgres transaction took.
+pub fn observe_transaction(operation: &'static str, started: std::time::Instant) {
+    metrics::histogram!("innkeeper_db_transaction_duration_seconds", "operation" => operation)
+        .record(started.elapsed().as_secs_f64());
+}

@@ -16,19 +16,20 @@
 mod directory;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::config::BookingLimits;
+use crate::config::{BookingLimits, Config};
 use crate::domain::{RoomCount, Stay, StayRules};
 use crate::http::auth::Principal;
 use crate::http::error::ApiError;
-use crate::inventory::{CacheError, LoadMode, NightCache, PreDeduct};
+use crate::inventory::{CacheError, Hold, LoadMode, NightCache, PreDeduct};
 use crate::store::inventory as inventory_store;
 use crate::store::reservations::{self, Committed, NewStay, Reservation};
+use crate::telemetry;
 use directory::HotelDirectory;
 
 /// How a reservation request ended, as counted in `innkeeper_reservations_total{outcome}`.
@@ -103,6 +104,9 @@ pub struct Booker {
     clock: Arc<dyn Clock>,
     limits: BookingLimits,
     hold_ttl: Duration,
+    in_flight_ttl: Duration,
+    commit_timeout: Duration,
+    fault: Option<Fault>,
     directory: Arc<HotelDirectory>,
 }
 
@@ -115,16 +119,20 @@ impl Booker {
         db: deadpool_postgres::Pool,
         cache: Option<NightCache>,
         clock: Arc<dyn Clock>,
-        limits: BookingLimits,
-        hold_ttl: Duration,
+        config: &Config,
     ) -> Self {
         Self {
             directory: Arc::new(HotelDirectory::new(db.clone())),
             db,
             cache,
             clock,
-            limits,
-            hold_ttl,
+            limits: config.limits,
+            hold_ttl: config.hold_ttl,
+            in_flight_ttl: config.in_flight_ttl,
+            // A little over Postgres' own statement timeout, so that one fires first when
+            // the server is alive.
+            commit_timeout: config.db_statement_timeout + Duration::from_millis(500),
+            fault: config.fault,
         }
     }
 
@@ -181,22 +189,26 @@ impl Booker {
         let Some(cache) = &self.cache else {
             return self.commit(&request, &stay, Outcome::SoldOut).await;
         };
-        let nights: Vec<NaiveDate> = stay
-            .check_in
-            .iter_days()
-            .take_while(|n| *n < stay.check_out)
-            .collect();
-        match self.pre_deduct(cache, &stay, &nights).await {
+        let hold = Hold {
+            reservation_id: stay.reservation_id,
+            hotel_id: stay.hotel_id,
+            room_type_id: stay.room_type_id,
+            check_in: stay.check_in,
+            check_out: stay.check_out,
+            rooms: stay.rooms,
+        };
+        match self.pre_deduct(cache, &hold, now).await {
             Ok(PreDeduct::Deducted) => {
+                if self.fault == Some(Fault::DieAfterDeduct) {
+                    die_for_fault_test();
+                }
                 // From here the deduction must end in a commit or a compensation even if
                 // this request is dropped, so the rest runs in its own task.
                 let booker = self.clone();
                 let cache = cache.clone();
-                tokio::spawn(async move {
-                    booker
-                        .commit_deducted(&cache, &request, &stay, &nights)
-                        .await
-                })
+                tokio::spawn(
+                    async move { booker.commit_deducted(&cache, &request, &stay, &hold).await },
+                )
                 .await
                 .map_err(|error| Refused::from(ApiError::Internal(error.into())))?
             }
@@ -220,44 +232,31 @@ impl Booker {
     async fn pre_deduct(
         &self,
         cache: &NightCache,
-        stay: &NewStay,
-        nights: &[NaiveDate],
+        hold: &Hold,
+        now: DateTime<Utc>,
     ) -> Result<PreDeduct, ApiErrorOrCache> {
-        let first = cache
-            .reserve(
-                stay.hotel_id,
-                stay.room_type_id,
-                nights,
-                stay.rooms,
-                stay.reservation_id,
-            )
-            .await?;
+        // The commit that follows is bounded by commit_timeout; the in-flight entry must
+        // outlive it, so the reconciler never takes a live deduction for an abandoned one.
+        let deadline = now.timestamp() + self.in_flight_ttl.as_secs() as i64;
+        let first = cache.reserve(hold, deadline).await?;
         if !matches!(first, PreDeduct::Missing { .. }) {
             return Ok(first);
         }
         let db = self.db.get().await.map_err(ApiError::from)?;
         let stored = inventory_store::get_nights(
             &db,
-            stay.hotel_id,
-            stay.room_type_id,
-            stay.check_in,
-            stay.check_out,
+            hold.hotel_id,
+            hold.room_type_id,
+            hold.check_in,
+            hold.check_out,
         )
         .await
         .map_err(ApiError::from)?;
         drop(db);
         cache
-            .load(stay.hotel_id, stay.room_type_id, &stored, LoadMode::Absent)
+            .load(hold.hotel_id, hold.room_type_id, &stored, LoadMode::Absent)
             .await?;
-        Ok(cache
-            .reserve(
-                stay.hotel_id,
-                stay.room_type_id,
-                nights,
-                stay.rooms,
-                stay.reservation_id,
-            )
-            .await?)
+        Ok(cache.reserve(hold, deadline).await?)
     }
 
     /// The Postgres commit after a Redis deduction, with its compensation.
@@ -266,28 +265,17 @@ impl Booker {
         cache: &NightCache,
         request: &BookingRequest,
         stay: &NewStay,
-        nights: &[NaiveDate],
+        hold: &Hold,
     ) -> Result<(Outcome, Reservation), Refused> {
         let result = self.commit(request, stay, Outcome::SoldOutDbRecheck).await;
         match &result {
             Ok((Outcome::Created, _)) => {
-                if let Err(error) = cache
-                    .mark_committed(stay.hotel_id, stay.reservation_id, COMMITTED_MARKER_TTL)
-                    .await
-                {
+                if let Err(error) = cache.mark_committed(hold, COMMITTED_MARKER_TTL).await {
                     tracing::warn!(%error, "could not mark a hold as committed");
                 }
             }
             _ => {
-                let released = cache
-                    .release_hold(
-                        stay.hotel_id,
-                        stay.room_type_id,
-                        nights,
-                        stay.rooms,
-                        stay.reservation_id,
-                    )
-                    .await;
+                let released = cache.release_hold(hold).await;
                 count_compensation(stay.reservation_id, released);
             }
         }
@@ -303,10 +291,15 @@ impl Booker {
         sold_out: Outcome,
     ) -> Result<(Outcome, Reservation), Refused> {
         let db = self.db.get().await.map_err(ApiError::from)?;
-        match reservations::book(&db, stay)
+        let started = Instant::now();
+        // Postgres' statement_timeout cannot fire while the server is frozen (SIGSTOP, a
+        // stalled disk), so the wait is bounded here too; the caller then compensates.
+        let committed = tokio::time::timeout(self.commit_timeout, reservations::book(&db, stay))
             .await
-            .map_err(ApiError::from)?
-        {
+            .map_err(|_elapsed| ApiError::Unavailable("the database"))?
+            .map_err(ApiError::from)?;
+        telemetry::observe_transaction("book", started);
+        match committed {
             Committed::Created(reservation) => Ok((Outcome::Created, reservation)),
             Committed::Exists => match reservations::get(&db, stay.reservation_id)
                 .await
@@ -413,24 +406,17 @@ impl Booker {
             return Ok(None);
         };
         drop(db);
-        if let Some(cache) = &self.cache {
-            let nights: Vec<NaiveDate> = ended
-                .check_in
-                .iter_days()
-                .take_while(|night| *night < ended.check_out)
-                .collect();
-            let released = cache
-                .release_stay(
-                    ended.hotel_id,
-                    ended.room_type_id,
-                    &nights,
-                    ended.rooms,
-                    reservation_id,
-                )
-                .await;
-            count_compensation(reservation_id, released);
-        }
+        self.give_back(&ended).await;
         Ok(Some(ended))
+    }
+
+    /// Gives the nights of a stay that Postgres has just ended back in Redis. A failure is
+    /// logged and counted, and the reconciler repairs it.
+    pub async fn give_back(&self, ended: &Reservation) {
+        if let Some(cache) = &self.cache {
+            let released = cache.release_stay(&Hold::from(ended)).await;
+            count_compensation(ended.reservation_id, released);
+        }
     }
 
     pub fn now(&self) -> DateTime<Utc> {
@@ -444,6 +430,36 @@ impl Booker {
     pub fn cache(&self) -> Option<&NightCache> {
         self.cache.as_ref()
     }
+}
+
+impl From<&Reservation> for Hold {
+    fn from(reservation: &Reservation) -> Self {
+        Self {
+            reservation_id: reservation.reservation_id,
+            hotel_id: reservation.hotel_id,
+            room_type_id: reservation.room_type_id,
+            check_in: reservation.check_in,
+            check_out: reservation.check_out,
+            rooms: reservation.rooms,
+        }
+    }
+}
+
+/// Test-only faults, placed where no other tool can reach (`INNKEEPER_FAULT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The process kills itself (SIGKILL) right after a Redis deduction, before the
+    /// Postgres commit: the crash the reconciler exists for.
+    DieAfterDeduct,
+}
+
+fn die_for_fault_test() -> ! {
+    tracing::error!("INNKEEPER_FAULT=die_after_deduct: killing this process");
+    // SAFETY: kill(2) on our own pid with a valid signal has no memory effects.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
+    std::process::abort()
 }
 
 /// Logs and counts a Redis give-back. A failed one leaves Redis showing fewer rooms than

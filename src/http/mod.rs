@@ -1,6 +1,7 @@
 //! The REST API: one router per feature, merged here with the OpenAPI document they
 //! describe, so `/openapi.json` lists exactly the routes the server has.
 
+mod admin;
 pub mod auth;
 mod availability;
 pub mod error;
@@ -26,6 +27,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::booking::Booker;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::jobs::Jobs;
 use auth::Auth;
 use error::ApiError;
 
@@ -42,6 +44,7 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub metrics: PrometheusHandle,
     pub booker: Booker,
+    pub jobs: Jobs,
 }
 
 #[derive(OpenApi)]
@@ -57,6 +60,7 @@ pub struct AppState {
         (name = "inventory", description = "Rooms and rates per night"),
         (name = "reservations", description = "Availability, booking and the reservation lifecycle"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
+        (name = "admin", description = "Staff-only operations"),
     )
 )]
 struct ApiDoc;
@@ -89,6 +93,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(availability::router())
         .merge(reservations::router())
         .merge(ops::router())
+        .merge(admin::router())
         .split_for_parts()
 }
 

@@ -2,7 +2,8 @@
 //!
 //! `{prefix}night:{<hotel_id>}:<room_type_id>:<YYYY-MM-DD>` is a hash {cap, res, rate} for one
 //! night of one room type; `{prefix}hold:{<hotel_id>}:<reservation_id>` marks a reservation id
-//! that has deducted inventory. The hotel id sits inside a Redis Cluster hash tag, so every
+//! that has deducted inventory; `{prefix}inflight:{<hotel_id>}` lists the hotel's
+//! deductions whose commit is still in flight. The hotel id sits inside a Redis Cluster hash tag, so every
 //! key a script touches for one stay lives in one slot.
 
 use chrono::{Days, NaiveDate, NaiveTime};
@@ -30,6 +31,12 @@ impl KeyLayout {
 
     pub fn hold(&self, hotel_id: i64, reservation_id: Uuid) -> String {
         format!("{}hold:{{{hotel_id}}}:{reservation_id}", self.prefix)
+    }
+
+    /// The hotel's in-flight hash: reservation id -> the deduction it made, until its
+    /// commit or compensation (see lua/reserve.lua and lua/reconcile.lua).
+    pub fn in_flight(&self, hotel_id: i64) -> String {
+        format!("{}inflight:{{{hotel_id}}}", self.prefix)
     }
 }
 

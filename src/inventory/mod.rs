@@ -20,14 +20,16 @@ use crate::store::inventory::Night;
 use keys::{night_expires_at, KeyLayout};
 pub use scripts::PreDeduct;
 
-/// A pool of connections to the Redis at `url`. Waits are bounded so that when Redis is
-/// down the booking path notices within a second and takes the Postgres-only route.
+/// A pool of connections to the Redis at `url`. Connecting is bounded to a second, so that
+/// when Redis is down the booking path notices quickly and takes the Postgres-only route.
+/// Waiting for a busy connection is allowed longer: a burst is not an outage, and a
+/// booking that bypasses Redis leaves it behind Postgres until the reconciler runs.
 pub fn connect(url: &str, size: usize) -> anyhow::Result<deadpool_redis::Pool> {
     let mut config = deadpool_redis::Config::from_url(url);
     config.pool = Some(PoolConfig {
         max_size: size,
         timeouts: Timeouts {
-            wait: Some(Duration::from_secs(1)),
+            wait: Some(Duration::from_secs(5)),
             create: Some(Duration::from_secs(1)),
             recycle: Some(Duration::from_secs(1)),
         },
@@ -67,6 +69,55 @@ pub struct CachedNight {
     pub rate_cents: i64,
 }
 
+/// One stay's deduction of rooms: what reserve.lua takes and release.lua gives back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    pub reservation_id: Uuid,
+    pub hotel_id: i64,
+    pub room_type_id: i64,
+    pub check_in: NaiveDate,
+    pub check_out: NaiveDate,
+    pub rooms: i32,
+}
+
+impl Hold {
+    pub fn nights(&self) -> Vec<NaiveDate> {
+        self.check_in
+            .iter_days()
+            .take_while(|night| *night < self.check_out)
+            .collect()
+    }
+
+    /// The in-flight hash entry: "rooms|room_type_id|check_in|check_out|deadline".
+    fn in_flight_entry(&self, deadline: i64) -> String {
+        format!(
+            "{}|{}|{}|{}|{deadline}",
+            self.rooms,
+            self.room_type_id,
+            self.check_in.format("%Y-%m-%d"),
+            self.check_out.format("%Y-%m-%d")
+        )
+    }
+}
+
+/// An in-flight deduction the reconciler read before its Postgres snapshot, and whether
+/// that snapshot had its reservation.
+#[derive(Debug, Clone)]
+pub struct KnownDeduction {
+    pub reservation_id: String,
+    pub committed: bool,
+    pub entry: String,
+}
+
+/// What one reconcile.lua call found and did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReconcileCounts {
+    pub checked: u64,
+    pub drifted: u64,
+    pub repaired: u64,
+    pub deferred: u64,
+}
+
 /// Per-night room-type inventory in Redis.
 #[derive(Clone)]
 pub struct NightCache {
@@ -95,109 +146,140 @@ impl NightCache {
             .collect()
     }
 
-    /// Deducts `rooms` on every night, or on none, and marks `reservation_id` as held.
-    pub async fn reserve(
+    /// The keys every script on a hold touches: its nights, its marker, the in-flight hash.
+    fn hold_invocation<'a>(
         &self,
-        hotel_id: i64,
-        room_type_id: i64,
-        nights: &[NaiveDate],
-        rooms: i32,
-        reservation_id: Uuid,
-    ) -> Result<PreDeduct, CacheError> {
-        let mut connection = self.pool.get().await?;
-        let mut invocation = scripts::RESERVE.prepare_invoke();
-        for key in self.night_keys(hotel_id, room_type_id, nights) {
+        script: &'a redis::Script,
+        hold: &Hold,
+    ) -> redis::ScriptInvocation<'a> {
+        let mut invocation = script.prepare_invoke();
+        for key in self.night_keys(hold.hotel_id, hold.room_type_id, &hold.nights()) {
             invocation.key(key);
         }
         invocation
-            .key(self.keys.hold(hotel_id, reservation_id))
-            .arg(rooms)
-            .arg(self.hold_marker_ttl.as_secs().max(1));
+            .key(self.keys.hold(hold.hotel_id, hold.reservation_id))
+            .key(self.keys.in_flight(hold.hotel_id));
+        invocation
+    }
+
+    /// Deducts the hold's rooms on every night, or on none, and records it as in flight
+    /// until `deadline` (unix seconds), by which its transaction has surely ended.
+    pub async fn reserve(&self, hold: &Hold, deadline: i64) -> Result<PreDeduct, CacheError> {
+        let mut connection = self.pool.get().await?;
+        let mut invocation = self.hold_invocation(&scripts::RESERVE, hold);
+        invocation
+            .arg(hold.rooms)
+            .arg(self.hold_marker_ttl.as_secs().max(1))
+            .arg(hold.reservation_id.to_string())
+            .arg(hold.in_flight_entry(deadline));
+        let started = std::time::Instant::now();
         let reply: Vec<i64> = invocation.invoke_async(&mut *connection).await?;
+        crate::telemetry::observe_script("reserve", started);
         scripts::decode_reserve(&reply).ok_or(CacheError::UnknownReply(reply))
     }
 
     /// Gives back a pre-deduction that Postgres did not commit. Idempotent: only the
     /// first call for a hold gives rooms back. Returns whether it did.
-    pub async fn release_hold(
-        &self,
-        hotel_id: i64,
-        room_type_id: i64,
-        nights: &[NaiveDate],
-        rooms: i32,
-        reservation_id: Uuid,
-    ) -> Result<bool, CacheError> {
-        self.release(
-            hotel_id,
-            room_type_id,
-            nights,
-            rooms,
-            reservation_id,
-            "hold",
-        )
-        .await
+    pub async fn release_hold(&self, hold: &Hold) -> Result<bool, CacheError> {
+        self.release(hold, "hold").await
     }
 
     /// Gives back the nights of a stay that Postgres has just canceled or expired.
-    pub async fn release_stay(
-        &self,
-        hotel_id: i64,
-        room_type_id: i64,
-        nights: &[NaiveDate],
-        rooms: i32,
-        reservation_id: Uuid,
-    ) -> Result<bool, CacheError> {
-        self.release(
-            hotel_id,
-            room_type_id,
-            nights,
-            rooms,
-            reservation_id,
-            "stay",
-        )
-        .await
+    pub async fn release_stay(&self, hold: &Hold) -> Result<bool, CacheError> {
+        self.release(hold, "stay").await
     }
 
-    async fn release(
-        &self,
-        hotel_id: i64,
-        room_type_id: i64,
-        nights: &[NaiveDate],
-        rooms: i32,
-        reservation_id: Uuid,
-        mode: &str,
-    ) -> Result<bool, CacheError> {
+    async fn release(&self, hold: &Hold, mode: &str) -> Result<bool, CacheError> {
         let mut connection = self.pool.get().await?;
-        let mut invocation = scripts::RELEASE.prepare_invoke();
-        for key in self.night_keys(hotel_id, room_type_id, nights) {
-            invocation.key(key);
-        }
+        let mut invocation = self.hold_invocation(&scripts::RELEASE, hold);
         invocation
-            .key(self.keys.hold(hotel_id, reservation_id))
-            .arg(rooms)
-            .arg(mode);
+            .arg(hold.rooms)
+            .arg(mode)
+            .arg(hold.reservation_id.to_string());
+        let started = std::time::Instant::now();
         let released: i64 = invocation.invoke_async(&mut *connection).await?;
+        crate::telemetry::observe_script("release", started);
         Ok(released == 1)
     }
 
-    /// Marks the hold of a committed reservation ('c') and keeps it for `ttl`, so that
-    /// replays find it without deducting again, and release.lua never gives a committed
-    /// stay back as if it were an uncommitted hold.
-    pub async fn mark_committed(
-        &self,
-        hotel_id: i64,
-        reservation_id: Uuid,
-        ttl: Duration,
-    ) -> Result<(), CacheError> {
+    /// Marks a hold committed: its marker becomes 'c' for `ttl` (replays find it without
+    /// deducting again, and release.lua never gives a committed stay back as an
+    /// uncommitted hold), and it leaves the in-flight hash, atomically.
+    pub async fn mark_committed(&self, hold: &Hold, ttl: Duration) -> Result<(), CacheError> {
         let mut connection = self.pool.get().await?;
-        redis::cmd("SET")
-            .arg(self.keys.hold(hotel_id, reservation_id))
+        redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(self.keys.hold(hold.hotel_id, hold.reservation_id))
             .arg("c")
             .arg("EX")
             .arg(ttl.as_secs().max(1))
+            .ignore()
+            .cmd("HDEL")
+            .arg(self.keys.in_flight(hold.hotel_id))
+            .arg(hold.reservation_id.to_string())
+            .ignore()
             .query_async::<()>(&mut *connection)
             .await?;
         Ok(())
+    }
+
+    /// The hotel's in-flight deductions: (reservation id, entry).
+    pub async fn in_flight(&self, hotel_id: i64) -> Result<Vec<(String, String)>, CacheError> {
+        let mut connection = self.pool.get().await?;
+        Ok(redis::cmd("HGETALL")
+            .arg(self.keys.in_flight(hotel_id))
+            .query_async(&mut *connection)
+            .await?)
+    }
+
+    /// Runs reconcile.lua for one room type (see its header for the argument that no
+    /// in-flight deduction is erased or counted twice).
+    pub async fn reconcile(
+        &self,
+        hotel_id: i64,
+        room_type_id: i64,
+        nights: &[Night],
+        snapshot_unix: i64,
+        known: &[KnownDeduction],
+    ) -> Result<ReconcileCounts, CacheError> {
+        let mut connection = self.pool.get().await?;
+        let mut invocation = scripts::RECONCILE.prepare_invoke();
+        for night in nights {
+            invocation.key(self.keys.night(hotel_id, room_type_id, night.date));
+        }
+        invocation
+            .key(self.keys.in_flight(hotel_id))
+            .arg(nights.len())
+            .arg(snapshot_unix)
+            .arg(room_type_id);
+        for night in nights {
+            invocation
+                .arg(night.date.format("%Y-%m-%d").to_string())
+                .arg(night.capacity)
+                .arg(night.total_reserved)
+                .arg(night.rate_cents)
+                .arg(night_expires_at(night.date));
+        }
+        invocation.arg(known.len());
+        for deduction in known {
+            invocation
+                .arg(&deduction.reservation_id)
+                .arg(if deduction.committed { "c" } else { "u" })
+                .arg(&deduction.entry);
+        }
+        let started = std::time::Instant::now();
+        let reply: Vec<i64> = invocation.invoke_async(&mut *connection).await?;
+        crate::telemetry::observe_script("reconcile", started);
+        match reply[..] {
+            [checked, drifted, repaired, deferred] => Ok(ReconcileCounts {
+                checked: checked as u64,
+                drifted: drifted as u64,
+                repaired: repaired as u64,
+                deferred: deferred as u64,
+            }),
+            _ => Err(CacheError::UnknownReply(reply)),
+        }
     }
 
     /// Writes nights read from Postgres into Redis (see [`LoadMode`]).
@@ -225,7 +307,9 @@ impl NightCache {
                 .arg(night.rate_cents)
                 .arg(night_expires_at(night.date));
         }
+        let started = std::time::Instant::now();
         let _written: i64 = invocation.invoke_async(&mut *connection).await?;
+        crate::telemetry::observe_script("load_nights", started);
         Ok(())
     }
 

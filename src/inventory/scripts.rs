@@ -13,6 +13,8 @@ pub static RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/release.lua")));
 pub static LOAD_NIGHTS: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/load_nights.lua")));
+pub static RECONCILE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../lua/reconcile.lua")));
 
 /// What reserve.lua did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +76,7 @@ mod tests {
             include_str!("../../lua/reserve.lua"),
             include_str!("../../lua/release.lua"),
             include_str!("../../lua/load_nights.lua"),
+            include_str!("../../lua/reconcile.lua"),
         ] {
             for part in ["KEYS[", "ARGV[", "Returns"] {
                 assert!(source.contains(part), "a script header lacks {part}");

@@ -45,7 +45,9 @@ pub fn connect(url: &str, config: &Config) -> anyhow::Result<Pool> {
     Pool::builder(manager)
         .max_size(config.db_pool_size)
         .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(Duration::from_secs(5)))
+        // A booking's wait for a connection is bounded like its statement (see
+        // Config::check, which relies on both bounds).
+        .wait_timeout(Some(config.db_statement_timeout))
         .create_timeout(Some(Duration::from_secs(5)))
         .recycle_timeout(Some(Duration::from_secs(5)))
         .build()

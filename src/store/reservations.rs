@@ -59,21 +59,24 @@ pub enum Committed {
 /// SQLSTATE raised by `book_stay` when a night filled up under its row lock.
 const SOLD_OUT_AT_GUARD: &str = "IK409";
 
-fn from_row(row: &Row) -> Reservation {
-    Reservation {
-        reservation_id: row.get("reservation_id"),
-        hotel_id: row.get("hotel_id"),
-        room_type_id: row.get("room_type_id"),
-        guest_id: row.get("guest_id"),
-        check_in: row.get("check_in"),
-        check_out: row.get("check_out"),
-        rooms: row.get("rooms"),
-        status: row.get("status"),
-        total_cents: row.get("total_cents"),
-        currency: row.get("currency"),
-        hold_expires_at: row.get("hold_expires_at"),
-        created_at: row.get("created_at"),
-        updated_at: row.get("updated_at"),
+impl Reservation {
+    /// A reservation from a row with every column of the table.
+    pub fn from_row(row: &Row) -> Self {
+        Self {
+            reservation_id: row.get("reservation_id"),
+            hotel_id: row.get("hotel_id"),
+            room_type_id: row.get("room_type_id"),
+            guest_id: row.get("guest_id"),
+            check_in: row.get("check_in"),
+            check_out: row.get("check_out"),
+            rooms: row.get("rooms"),
+            status: row.get("status"),
+            total_cents: row.get("total_cents"),
+            currency: row.get("currency"),
+            hold_expires_at: row.get("hold_expires_at"),
+            created_at: row.get("created_at"),
+            updated_at: row.get("updated_at"),
+        }
     }
 }
 
@@ -141,7 +144,7 @@ pub async fn get(
     let row = db
         .query_opt(&db.prepare_cached(&sql).await?, &[&reservation_id])
         .await?;
-    Ok(row.as_ref().map(from_row))
+    Ok(row.as_ref().map(Reservation::from_row))
 }
 
 /// Ends a live reservation as `canceled` or `expired` and gives its nights back, in one
@@ -159,7 +162,7 @@ pub async fn end_stay(
             &[&reservation_id, &status, &now],
         )
         .await?;
-    Ok(row.as_ref().map(from_row))
+    Ok(row.as_ref().map(Reservation::from_row))
 }
 
 /// Confirms a pending reservation whose hold has not expired at `now`.
@@ -176,7 +179,7 @@ pub async fn confirm(
     let row = db
         .query_opt(&db.prepare_cached(&sql).await?, &[&reservation_id, &now])
         .await?;
-    Ok(row.as_ref().map(from_row))
+    Ok(row.as_ref().map(Reservation::from_row))
 }
 
 /// The key reservation lists are ordered by: newest first, ties broken by id.
@@ -248,5 +251,5 @@ pub async fn list(
         vec![&after_time, &after_id, &limit];
     params.extend(owner_param);
     let rows = db.query(&db.prepare_cached(&sql).await?, &params).await?;
-    Ok(rows.iter().map(from_row).collect())
+    Ok(rows.iter().map(Reservation::from_row).collect())
 }

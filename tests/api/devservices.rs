@@ -3,6 +3,8 @@
 
 use std::fs;
 use std::net::TcpStream;
+
+use crate::helpers::children_of;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -278,24 +280,6 @@ fn restart_after_the_postmaster_alone_was_killed_from_outside() {
     }
     drop(pg);
     fs::remove_dir_all(&parent).unwrap();
-}
-
-/// The children of `pid`, read from /proc.
-fn children_of(pid: u32) -> Vec<u32> {
-    fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|candidate| {
-            fs::read_to_string(format!("/proc/{candidate}/stat"))
-                .ok()
-                .and_then(|stat| {
-                    let after_name = &stat[stat.rfind(')')? + 2..];
-                    after_name.split(' ').nth(1)?.parse::<u32>().ok()
-                })
-                == Some(pid)
-        })
-        .collect()
 }
 
 #[test]

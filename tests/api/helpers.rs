@@ -116,6 +116,25 @@ fn start_private_servers() -> (String, String) {
         .unwrap_or_else(|error| panic!("starting the test servers: {error}"))
 }
 
+/// A fresh database cloned from the migrated template.
+async fn clone_template(shared: &Shared) -> String {
+    let database = format!("test_{}", Uuid::new_v4().simple());
+    let (admin, connection) = tokio_postgres::connect(&shared.admin_url, tokio_postgres::NoTls)
+        .await
+        .expect("connecting to the test PostgreSQL");
+    let connection = tokio::spawn(connection);
+    admin
+        .batch_execute(&format!(
+            "CREATE DATABASE {database} TEMPLATE {} STRATEGY FILE_COPY",
+            shared.template
+        ))
+        .await
+        .expect("cloning the template database");
+    drop(admin);
+    let _ = connection.await;
+    with_database(&shared.admin_url, &database)
+}
+
 fn with_database(url: &str, database: &str) -> String {
     let mut config = tokio_postgres::Config::from_str(url).expect("a valid URL");
     config.dbname(database);
@@ -138,6 +157,10 @@ pub struct Options {
     pub now: DateTime<Utc>,
     /// A Redis of the test's own, for tests that flush it whole.
     pub redis_url: Option<String>,
+    /// A PostgreSQL database of the test's own (migrated on start), for fault tests.
+    pub database_url: Option<String>,
+    /// More settings, as environment variables.
+    pub env: Vec<(&'static str, String)>,
 }
 
 impl Default for Options {
@@ -146,6 +169,8 @@ impl Default for Options {
             mode: InventoryMode::Redis,
             now: Utc::now(),
             redis_url: None,
+            database_url: None,
+            env: Vec::new(),
         }
     }
 }
@@ -153,11 +178,14 @@ impl Default for Options {
 /// One running innkeeper with its own database and Redis prefix.
 pub struct TestApp {
     pub base: String,
+    /// The server's state: its jobs, booker and pools, for tests that drive them directly.
+    pub state: innkeeper::http::AppState,
     pub http: reqwest::Client,
     pub db: deadpool_postgres::Pool,
     pub redis: deadpool_redis::Pool,
     pub prefix: String,
     pub clock: Arc<ManualClock>,
+    started: NaiveDate,
     auth: Auth,
 }
 
@@ -176,27 +204,21 @@ impl TestApp {
 
     pub async fn spawn_with(options: Options) -> Self {
         let shared = shared();
-        let database = format!("test_{}", Uuid::new_v4().simple());
-        let (admin, connection) = tokio_postgres::connect(&shared.admin_url, tokio_postgres::NoTls)
-            .await
-            .expect("connecting to the test PostgreSQL");
-        let connection = tokio::spawn(connection);
-        admin
-            .batch_execute(&format!(
-                "CREATE DATABASE {database} TEMPLATE {} STRATEGY FILE_COPY",
-                shared.template
-            ))
-            .await
-            .expect("cloning the template database");
-        drop(admin);
-        let _ = connection.await;
+        let database_url = match &options.database_url {
+            Some(url) => url.clone(),
+            None => clone_template(shared).await,
+        };
 
         let prefix = format!("test:{}:", Uuid::new_v4().simple());
         let mut vars = HashMap::new();
-        vars.insert(
-            "DATABASE_URL".into(),
-            with_database(&shared.admin_url, &database),
-        );
+        vars.insert("DATABASE_URL".into(), database_url);
+        // Background jobs are driven step by step by the tests.
+        for job in ["RECONCILE", "SWEEP", "ARCHIVE"] {
+            vars.insert(format!("INNKEEPER_{job}_INTERVAL_SECS"), "0".into());
+        }
+        for (name, value) in &options.env {
+            vars.insert((*name).to_owned(), value.clone());
+        }
         vars.insert(
             "REDIS_URL".into(),
             options
@@ -223,10 +245,12 @@ impl TestApp {
             .await
             .expect("building the application");
         let address = application.local_addr().expect("a bound address");
+        let state = application.state().clone();
         let db = application.state().db.clone();
         let redis = application.state().redis.clone();
         tokio::spawn(application.run_until_stopped(std::future::pending()));
         Self {
+            state,
             base: format!("http://{address}"),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
@@ -235,6 +259,7 @@ impl TestApp {
             db,
             redis,
             prefix,
+            started: options.now.date_naive(),
             clock,
             auth: Auth::new(&Secret::new(JWT_SECRET)),
         }
@@ -446,6 +471,11 @@ impl TestApp {
             .await
     }
 
+    /// A night `days` after the day the test started, however far the clock has moved.
+    pub fn night_at_start(&self, days: u64) -> NaiveDate {
+        self.started + Days::new(days)
+    }
+
     /// A night `days` after the hotel's today (UTC hotels in these tests).
     pub fn night(&self, days: u64) -> NaiveDate {
         self.clock.now().date_naive() + Days::new(days)
@@ -493,4 +523,22 @@ pub fn assert_problem(answer: &(u16, Value), status: u16, code: &str) {
             && answer.1["detail"].is_string()
             && answer.1["type"].is_string()
     );
+}
+
+/// The children of `pid`, read from /proc.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|candidate| {
+            std::fs::read_to_string(format!("/proc/{candidate}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let after_name = &stat[stat.rfind(')')? + 2..];
+                    after_name.split(' ').nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
 }

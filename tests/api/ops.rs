@@ -57,6 +57,7 @@ const CONTRACT: &[(&str, &str)] = &[
     ("get", "/v1/reservations/{reservation_id}"),
     ("post", "/v1/reservations/{reservation_id}/confirm"),
     ("post", "/v1/reservations/{reservation_id}/cancel"),
+    ("post", "/v1/admin/reconcile"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),

@@ -1,0 +1,108 @@
+-- reconcile.lua: make the nights of one room type in Redis equal Postgres, without erasing
+-- or double-counting a deduction still in flight.
+--
+-- The caller first read the hotel's in-flight hash (the set S1), then, in one Postgres
+-- snapshot taken after that, each night's total_reserved and which ids of S1 were
+-- committed. Redis should hold, for each night:
+--     res = Postgres' total_reserved + the rooms of deductions not yet committed.
+-- Against the in-flight hash as it is now (S2), an id is:
+--   in S2, committed at the snapshot ('c')   -> already in Postgres' count: not added;
+--   in S2, uncommitted at the snapshot ('u') -> in Redis but not in Postgres: added;
+--   in S2, not in S1 (deducted since)        -> unknown whether the snapshot saw it: its
+--                                               nights are deferred to the next pass;
+--   in S1 as 'u', gone from S2 (it committed
+--   or was given back since the snapshot)    -> unknown again: its nights are deferred;
+--   past its deadline at the snapshot        -> its transaction had ended before the
+--                                               snapshot, so Postgres' count is the truth:
+--                                               not added, and the entry is removed.
+--
+-- KEYS[1..n]  the night hashes of the room type (same hash slot: {hotel_id})
+-- KEYS[n+1]   the hotel's in-flight hash
+-- ARGV[1]     n, the number of nights
+-- ARGV[2]     the snapshot time (unix seconds), taken before the Postgres read
+-- ARGV[3]     the room type id
+-- ARGV[4 + 5(i-1) .. 8 + 5(i-1)]  for night i: date (YYYY-MM-DD), cap, Postgres'
+--             total_reserved, rate, expire-at (unix seconds)
+-- then        m, the number of S1 entries, followed by m triples: id, 'c' or 'u', entry
+--
+-- Returns: {checked, drifted, repaired, deferred}: nights compared, nights that differed
+-- (or were missing), nights rewritten, nights left for the next pass.
+local n = tonumber(ARGV[1])
+local snapshot = tonumber(ARGV[2])
+local room_type = ARGV[3]
+local inflight_key = KEYS[n + 1]
+
+local nights = {}
+for i = 1, n do
+  local b = 4 + 5 * (i - 1)
+  nights[i] = {
+    date = ARGV[b], cap = ARGV[b + 1], res = tonumber(ARGV[b + 2]),
+    rate = ARGV[b + 3], expire_at = ARGV[b + 4], add = 0, deferred = false,
+  }
+end
+
+local function parse(entry)
+  local rooms, rt, check_in, check_out, deadline =
+    string.match(entry, '^(%d+)|(%d+)|([%d-]+)|([%d-]+)|(%d+)$')
+  return tonumber(rooms), rt, check_in, check_out, tonumber(deadline)
+end
+
+-- Applies f to every night of this room type that the stay [check_in, check_out) covers.
+local function each_night(rt, check_in, check_out, f)
+  if rt ~= room_type then return end
+  for i = 1, n do
+    if nights[i].date >= check_in and nights[i].date < check_out then f(nights[i]) end
+  end
+end
+
+local s1 = {}
+local p = 4 + 5 * n
+local m = tonumber(ARGV[p])
+for j = 1, m do
+  local q = p + 3 * (j - 1)
+  s1[ARGV[q + 1]] = { flag = ARGV[q + 2], entry = ARGV[q + 3] }
+end
+
+local current = redis.call('HGETALL', inflight_key)
+local in_s2 = {}
+for k = 1, #current, 2 do
+  local id, entry = current[k], current[k + 1]
+  in_s2[id] = true
+  local rooms, rt, check_in, check_out, deadline = parse(entry)
+  if not rooms then
+    redis.call('HDEL', inflight_key, id)
+  elseif deadline <= snapshot then
+    redis.call('HDEL', inflight_key, id)
+  elseif s1[id] == nil then
+    each_night(rt, check_in, check_out, function(night) night.deferred = true end)
+  elseif s1[id].flag == 'u' then
+    each_night(rt, check_in, check_out, function(night) night.add = night.add + rooms end)
+  end
+end
+for id, known in pairs(s1) do
+  if known.flag == 'u' and not in_s2[id] then
+    local rooms, rt, check_in, check_out, deadline = parse(known.entry)
+    if rooms and deadline > snapshot then
+      each_night(rt, check_in, check_out, function(night) night.deferred = true end)
+    end
+  end
+end
+
+local drifted, repaired, deferred = 0, 0, 0
+for i = 1, n do
+  local night = nights[i]
+  local expected = night.res + night.add
+  local held = redis.call('HMGET', KEYS[i], 'cap', 'res', 'rate')
+  local differs = held[1] ~= night.cap or tonumber(held[2]) ~= expected or held[3] ~= night.rate
+  if differs then
+    drifted = drifted + 1
+    if night.deferred then
+      deferred = deferred + 1
+    else
+      redis.call('HSET', KEYS[i], 'cap', night.cap, 'res', expected, 'rate', night.rate)
+      redis.call('EXPIREAT', KEYS[i], night.expire_at)
+      repaired = repaired + 1
+    end
+  end
+end
+return {n, drifted, repaired, deferred}

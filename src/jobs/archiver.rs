@@ -1,0 +1,72 @@
+//! The archiver: only current and future data stays hot. Reservations whose check-out is
+//! older than the retention move to `reservations_archive` in the same statement that
+//! deletes them, and inventory rows of past nights are deleted. (Redis keys of past nights
+//! expire by TTL on their own.)
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Days;
+
+use crate::clock::Clock;
+
+/// Reservations moved per statement, so one run never holds long locks.
+const BATCH: i64 = 1000;
+
+#[derive(Clone)]
+pub struct Archiver {
+    db: deadpool_postgres::Pool,
+    clock: Arc<dyn Clock>,
+    retention_days: u32,
+}
+
+/// What one archiver run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ArchiveReport {
+    pub reservations_archived: u64,
+    pub nights_deleted: u64,
+}
+
+impl Archiver {
+    pub fn new(db: deadpool_postgres::Pool, clock: Arc<dyn Clock>, retention_days: u32) -> Self {
+        Self {
+            db,
+            clock,
+            retention_days,
+        }
+    }
+
+    pub async fn run_once(&self) -> anyhow::Result<ArchiveReport> {
+        let now = self.clock.now();
+        let today = now.date_naive();
+        let cutoff = today - Days::new(u64::from(self.retention_days));
+        // A night is past everywhere once it is two days behind UTC's today.
+        let past = today - Days::new(2);
+        let db = self.db.get().await?;
+        let mut report = ArchiveReport::default();
+        let started = Instant::now();
+        let archive = "WITH moved AS ( \
+                           DELETE FROM reservations WHERE reservation_id IN ( \
+                               SELECT reservation_id FROM reservations WHERE check_out < $1 \
+                               LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                           RETURNING *) \
+                       INSERT INTO reservations_archive SELECT moved.*, $3 FROM moved";
+        let statement = db.prepare_cached(archive).await?;
+        loop {
+            let moved = db.execute(&statement, &[&cutoff, &BATCH, &now]).await?;
+            report.reservations_archived += moved;
+            if moved < BATCH as u64 {
+                break;
+            }
+        }
+        let past_nights = "DELETE FROM room_type_inventory WHERE date < $1";
+        report.nights_deleted = db
+            .execute(&db.prepare_cached(past_nights).await?, &[&past])
+            .await?;
+        crate::telemetry::observe_transaction("archive", started);
+        if report != ArchiveReport::default() {
+            tracing::info!(?report, "archived finished stays and past nights");
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,408 @@
+//! The background jobs, driven one step at a time with an injected clock: the hold sweeper,
+//! the archiver, the reconciler, and the TTLs of Redis keys.
+
+use chrono::{Days, Duration, NaiveTime, Utc};
+use futures::future::join_all;
+use innkeeper::clock::Clock;
+use innkeeper::config::InventoryMode;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::{assert_problem, stay, Options, TestApp};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn expired_holds_are_released_exactly_once_by_concurrent_sweepers() {
+    for mode in [InventoryMode::Redis, InventoryMode::Db] {
+        let app = TestApp::spawn_with_mode(mode).await;
+        let (hotel, room_type) = app.hotel_with_inventory(1.0, 40, app.night(1), 2).await;
+        for n in 0..30 {
+            let (status, _) = app
+                .reserve(
+                    &format!("g{n}"),
+                    &stay(
+                        Uuid::new_v4(),
+                        hotel,
+                        room_type,
+                        app.night(1),
+                        app.night(3),
+                        1,
+                    ),
+                )
+                .await;
+            assert_eq!(status, 201);
+        }
+        let night = app.night(1);
+        assert_eq!(app.reserved_in_postgres(hotel, room_type, night).await, 30);
+        assert_eq!(
+            app.state.jobs.sweeper.run_once().await.unwrap(),
+            0,
+            "nothing is due yet"
+        );
+
+        app.clock.advance(Duration::seconds(901));
+        // Four sweepers at once, as four processes would: each hold expires once.
+        let swept = join_all((0..4).map(|_| app.state.jobs.sweeper.run_once())).await;
+        let total: u64 = swept.into_iter().map(Result::unwrap).sum();
+        assert_eq!(total, 30, "{mode:?}");
+        assert_eq!(app.reserved_in_postgres(hotel, room_type, night).await, 0);
+        if mode == InventoryMode::Redis {
+            assert_eq!(
+                app.reserved_in_redis(hotel, room_type, night).await,
+                Some(0)
+            );
+        }
+        let client = app.db.get().await.unwrap();
+        let expired: i64 = client
+            .query_one(
+                "SELECT count(*) FROM reservations WHERE status = 'expired'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(expired, 30);
+        assert_eq!(app.state.jobs.sweeper.run_once().await.unwrap(), 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_confirm_racing_the_expiry_either_wins_or_is_refused() {
+    let app = TestApp::spawn().await;
+    let (hotel, room_type) = app.hotel_with_inventory(1.0, 40, app.night(1), 1).await;
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        let id = Uuid::new_v4();
+        let (status, _) = app
+            .reserve(
+                &format!("g{n}"),
+                &stay(id, hotel, room_type, app.night(1), app.night(2), 1),
+            )
+            .await;
+        assert_eq!(status, 201);
+        ids.push(id);
+    }
+    // Exactly at the deadline a hold is due: confirms lose, the sweeper wins.
+    app.clock.advance(Duration::seconds(900));
+    let staff = app.staff();
+    let confirms = ids.iter().map(|id| {
+        let app = &app;
+        let staff = staff.clone();
+        async move {
+            app.post(
+                &format!("/v1/reservations/{id}/confirm"),
+                &staff,
+                &json!({}),
+            )
+            .await
+        }
+    });
+    let (answers, swept) = tokio::join!(join_all(confirms), app.state.jobs.sweeper.run_once());
+    let swept = swept.unwrap();
+    for answer in &answers {
+        assert_problem(answer, 409, "conflict");
+    }
+    let client = app.db.get().await.unwrap();
+    let statuses: Vec<String> = client
+        .query("SELECT status FROM reservations", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(statuses.iter().all(|s| s == "expired"), "{statuses:?}");
+    assert!(swept <= 20);
+    assert_eq!(
+        app.reserved_in_postgres(hotel, room_type, app.night_at_start(1))
+            .await,
+        0
+    );
+    // The inventory CHECK would have refused a second give-back of any of them.
+}
+
+#[tokio::test]
+async fn a_confirm_before_the_deadline_beats_the_sweeper() {
+    let app = TestApp::spawn().await;
+    let (hotel, room_type) = app.hotel_with_inventory(1.0, 4, app.night(1), 1).await;
+    let id = Uuid::new_v4();
+    assert_eq!(
+        app.reserve(
+            "g",
+            &stay(id, hotel, room_type, app.night(1), app.night(2), 2)
+        )
+        .await
+        .0,
+        201
+    );
+    app.clock.advance(Duration::seconds(899));
+    let (status, confirmed) = app
+        .post(
+            &format!("/v1/reservations/{id}/confirm"),
+            &app.staff(),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, confirmed["status"].as_str()),
+        (200, Some("confirmed"))
+    );
+    app.clock.advance(Duration::seconds(3600));
+    assert_eq!(app.state.jobs.sweeper.run_once().await.unwrap(), 0);
+    assert_eq!(
+        app.reserved_in_postgres(hotel, room_type, app.night_at_start(1))
+            .await,
+        2
+    );
+}
+
+#[tokio::test]
+async fn finished_stays_are_archived_and_past_nights_deleted() {
+    // Start at noon so day arithmetic stays on whole days.
+    let start = Utc::now()
+        .date_naive()
+        .and_time(NaiveTime::from_hms_opt(12, 0, 0).unwrap())
+        .and_utc();
+    let app = TestApp::spawn_with(Options {
+        now: start,
+        ..Options::default()
+    })
+    .await;
+    let (hotel, room_type) = app.hotel_with_inventory(1.0, 5, app.night(0), 3).await;
+    let kept_id = Uuid::new_v4();
+    let archived_id = Uuid::new_v4();
+    assert_eq!(
+        app.reserve(
+            "old",
+            &stay(archived_id, hotel, room_type, app.night(0), app.night(1), 1)
+        )
+        .await
+        .0,
+        201
+    );
+    assert_eq!(
+        app.reserve(
+            "new",
+            &stay(kept_id, hotel, room_type, app.night(1), app.night(3), 1)
+        )
+        .await
+        .0,
+        201
+    );
+
+    // 30 days after the first check-out nothing moves yet; 31 days after, it does.
+    app.clock.set(start + Duration::days(1 + 30));
+    let report = app.state.jobs.archiver.run_once().await.unwrap();
+    assert_eq!(report.reservations_archived, 0);
+    assert_eq!(
+        report.nights_deleted, 3,
+        "every night is more than a day in the past"
+    );
+    assert_eq!(app.count("room_type_inventory").await, 0);
+
+    app.clock.set(start + Duration::days(1 + 31));
+    let report = app.state.jobs.archiver.run_once().await.unwrap();
+    assert_eq!(report.reservations_archived, 1);
+    let client = app.db.get().await.unwrap();
+    let archived: Vec<uuid::Uuid> = client
+        .query("SELECT reservation_id FROM reservations_archive", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(archived, vec![archived_id]);
+    let hot: Vec<uuid::Uuid> = client
+        .query("SELECT reservation_id FROM reservations", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(hot, vec![kept_id]);
+}
+
+#[tokio::test]
+async fn night_keys_expire_a_day_after_their_night() {
+    let app = TestApp::spawn().await;
+    let (hotel, room_type) = app.hotel_with_inventory(1.0, 5, app.night(3), 1).await;
+    let night = app.night(3);
+    let mut connection = app.redis.get().await.unwrap();
+    let expires_at: i64 = redis::cmd("EXPIRETIME")
+        .arg(app.night_key(hotel, room_type, night))
+        .query_async(&mut *connection)
+        .await
+        .unwrap();
+    let expected = (night + Days::new(2))
+        .and_time(NaiveTime::from_hms_opt(12, 0, 0).unwrap())
+        .and_utc();
+    assert_eq!(expires_at, expected.timestamp());
+}
+
+#[tokio::test]
+async fn the_reconciler_repairs_redis_in_both_directions() {
+    let app = TestApp::spawn().await;
+    let (hotel, room_type) = app.hotel_with_inventory(1.0, 5, app.night(1), 3).await;
+    for n in 0..2 {
+        assert_eq!(
+            app.reserve(
+                &format!("g{n}"),
+                &stay(
+                    Uuid::new_v4(),
+                    hotel,
+                    room_type,
+                    app.night(1),
+                    app.night(4),
+                    1
+                )
+            )
+            .await
+            .0,
+            201
+        );
+    }
+    let mut connection = app.redis.get().await.unwrap();
+    // Night 1 lost its deductions (as after a restart), night 2 kept one that never
+    // committed, night 3 vanished.
+    redis::cmd("HSET")
+        .arg(app.night_key(hotel, room_type, app.night(1)))
+        .arg("res")
+        .arg(0)
+        .query_async::<()>(&mut *connection)
+        .await
+        .unwrap();
+    redis::cmd("HSET")
+        .arg(app.night_key(hotel, room_type, app.night(2)))
+        .arg("res")
+        .arg(4)
+        .query_async::<()>(&mut *connection)
+        .await
+        .unwrap();
+    redis::cmd("DEL")
+        .arg(app.night_key(hotel, room_type, app.night(3)))
+        .query_async::<()>(&mut *connection)
+        .await
+        .unwrap();
+
+    let staff = app.staff();
+    assert_problem(
+        &app.post("/v1/admin/reconcile", &app.guest("g0"), &json!({}))
+            .await,
+        403,
+        "forbidden",
+    );
+    let (status, report) = app.post("/v1/admin/reconcile", &staff, &json!({})).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report, json!({"checked": 3, "drifted": 3, "repaired": 3}));
+    for day in 1..4 {
+        assert_eq!(
+            app.reserved_in_redis(hotel, room_type, app.night(day))
+                .await,
+            Some(2),
+            "night {day}"
+        );
+    }
+    let (_, again) = app.post("/v1/admin/reconcile", &staff, &json!({})).await;
+    assert_eq!(again, json!({"checked": 3, "drifted": 0, "repaired": 0}));
+}
+
+#[tokio::test]
+async fn the_reconciler_keeps_a_deduction_still_in_flight() {
+    let app = TestApp::spawn().await;
+    let (hotel, room_type) = app.hotel_with_inventory(1.0, 5, app.night(1), 1).await;
+    let night = app.night(1);
+    assert_eq!(
+        app.reserve(
+            "g",
+            &stay(Uuid::new_v4(), hotel, room_type, night, app.night(2), 1)
+        )
+        .await
+        .0,
+        201
+    );
+    // A deduction made in Redis whose Postgres commit has not happened yet, as the booking
+    // path leaves it between its two stages.
+    let cache = app.state.booker.cache().unwrap().clone();
+    let in_flight = innkeeper::inventory::Hold {
+        reservation_id: Uuid::new_v4(),
+        hotel_id: hotel,
+        room_type_id: room_type,
+        check_in: night,
+        check_out: app.night(2),
+        rooms: 2,
+    };
+    let deadline = app.clock.now().timestamp() + 30;
+    assert_eq!(
+        cache.reserve(&in_flight, deadline).await.unwrap(),
+        innkeeper::inventory::PreDeduct::Deducted
+    );
+    assert_eq!(
+        app.reserved_in_redis(hotel, room_type, night).await,
+        Some(3)
+    );
+
+    let report = app.state.jobs.reconciler.run_once().await.unwrap();
+    assert_eq!((report.drifted, report.repaired), (0, 0));
+    assert_eq!(
+        app.reserved_in_redis(hotel, room_type, night).await,
+        Some(3),
+        "the in-flight rooms were erased"
+    );
+
+    // Past its deadline the transaction has surely ended without committing: repaired.
+    app.clock.advance(Duration::seconds(31));
+    let report = app.state.jobs.reconciler.run_once().await.unwrap();
+    assert_eq!((report.drifted, report.repaired), (1, 1));
+    assert_eq!(
+        app.reserved_in_redis(hotel, room_type, night).await,
+        Some(1)
+    );
+}
+
+#[tokio::test]
+async fn the_reconciler_never_counts_a_committed_deduction_twice() {
+    let app = TestApp::spawn().await;
+    let (hotel, room_type) = app.hotel_with_inventory(1.0, 5, app.night(1), 1).await;
+    let night = app.night(1);
+    let cache = app.state.booker.cache().unwrap().clone();
+    // Deducted in Redis and committed in Postgres, but not yet marked committed in Redis:
+    // the in-flight entry is still there while Postgres already counts the rooms.
+    let id = Uuid::new_v4();
+    let hold = innkeeper::inventory::Hold {
+        reservation_id: id,
+        hotel_id: hotel,
+        room_type_id: room_type,
+        check_in: night,
+        check_out: app.night(2),
+        rooms: 2,
+    };
+    assert_eq!(
+        cache
+            .reserve(&hold, app.clock.now().timestamp() + 30)
+            .await
+            .unwrap(),
+        innkeeper::inventory::PreDeduct::Deducted
+    );
+    let client = app.db.get().await.unwrap();
+    let now = app.clock.now();
+    client
+        .query(
+            "SELECT * FROM book_stay($1, $2, $3, 'g', $4, $5, 2, $6, $7)",
+            &[
+                &id,
+                &hotel,
+                &room_type,
+                &night,
+                &app.night(2),
+                &now,
+                &(now + Duration::minutes(15)),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(app.reserved_in_postgres(hotel, room_type, night).await, 2);
+    let report = app.state.jobs.reconciler.run_once().await.unwrap();
+    assert_eq!(report.drifted, 0);
+    assert_eq!(
+        app.reserved_in_redis(hotel, room_type, night).await,
+        Some(2)
+    );
+}
