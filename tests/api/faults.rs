@@ -133,6 +133,7 @@ async fn assert_consistent(
     app: &TestApp,
     hotel: i64,
     room_type: i64,
+    nights: u64,
     created: &[Uuid],
     statuses: &[u16],
 ) {
@@ -154,7 +155,7 @@ async fn assert_consistent(
         created.len() as i64,
         "an acknowledged booking is missing from Postgres"
     );
-    let nights: Vec<NaiveDate> = (1..=NIGHTS).map(|d| app.night(d)).collect();
+    let nights: Vec<NaiveDate> = (1..=nights).map(|d| app.night(d)).collect();
     for night in &nights {
         let reserved = app.reserved_in_postgres(hotel, room_type, *night).await;
         assert!(
@@ -222,7 +223,7 @@ async fn under_load(
             assert!(unavailable > 0, "the fault was never felt: {statuses:?}")
         }
     }
-    assert_consistent(&app, hotel, room_type, &created, &statuses).await;
+    assert_consistent(&app, hotel, room_type, NIGHTS, &created, &statuses).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -489,5 +490,41 @@ async fn innkeeper_killed_between_deduction_and_commit() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     assert_eq!(created["reservation_id"], json!(id));
-    assert_consistent(&app, hotel, room_type, &[id], &[201]).await;
+    assert_consistent(&app, hotel, room_type, NIGHTS, &[id], &[201]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_bookings_go_through_postgres_and_readiness_says_so() {
+    let mut servers = Servers::start("redis-down");
+    let app = servers.app(&During::BookingsCarryOn).await;
+    let (hotel, room_type) = app.hotel_with_inventory(1.0, 2, app.night(1), 1).await;
+    servers.redis.kill();
+    let (status, ready) = app.get("/readyz").await;
+    assert_eq!(
+        (status, ready["redis"].as_str(), ready["postgres"].as_str()),
+        (503, Some("down"), Some("up"))
+    );
+    let body = |id| stay(id, hotel, room_type, app.night(1), app.night(2), 1);
+    assert_eq!(app.reserve("a", &body(Uuid::new_v4())).await.0, 201);
+    assert_eq!(app.reserve("b", &body(Uuid::new_v4())).await.0, 201);
+    let (status, refused) = app.reserve("c", &body(Uuid::new_v4())).await;
+    assert_eq!((status, refused["code"].as_str()), (409, Some("sold_out")));
+
+    servers.redis.restart().unwrap();
+    let started = Instant::now();
+    while app.get("/readyz").await.0 != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "readiness never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The cache warms from Postgres: the night it loads is already full.
+    let (status, refused) = app.reserve("d", &body(Uuid::new_v4())).await;
+    assert_eq!((status, refused["code"].as_str()), (409, Some("sold_out")));
+    assert_eq!(
+        app.reserved_in_redis(hotel, room_type, app.night(1)).await,
+        Some(2)
+    );
+    assert_consistent(&app, hotel, room_type, 1, &[], &[]).await;
 }
