@@ -1,23 +1,43 @@
-//! What the booking path needs to know about a hotel before it touches inventory: that it
-//! and the room type exist, and its timezone (for "today"). Kept in memory for a few
-//! seconds, so the sold-out fast path never waits on Postgres.
+//! What the booking and availability paths need to know about a hotel before they touch
+//! inventory: that it and its room types exist, their names, and the hotel's timezone (for
+//! "today"). Kept in memory for a few seconds, so the sold-out fast path and availability
+//! reads never wait on Postgres.
+//!
+//! This process forgets a hotel as soon as it changes the hotel or its room types; changes
+//! made by another process are seen within [`FRESH_FOR`].
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::domain::HotelTimezone;
 use crate::http::error::ApiError;
 
-/// How long an entry is trusted. A room type deleted within this window may still pass
-/// this check; Postgres, which no longer has its nights, then refuses the booking.
+/// How long an entry is trusted. A room type another process deleted within this window may
+/// still pass the booking check; Postgres, which no longer has its nights, then refuses.
 const FRESH_FOR: Duration = Duration::from_secs(5);
+
+/// A room type as the directory knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomTypeName {
+    pub id: i64,
+    pub name: String,
+}
 
 #[derive(Debug, Clone)]
 pub struct HotelEntry {
     pub timezone: HotelTimezone,
-    room_types: Vec<i64>,
+    /// In id order.
+    pub room_types: Arc<[RoomTypeName]>,
     fetched: Instant,
+}
+
+impl HotelEntry {
+    fn has_room_type(&self, room_type_id: i64) -> bool {
+        self.room_types
+            .iter()
+            .any(|room_type| room_type.id == room_type_id)
+    }
 }
 
 pub struct HotelDirectory {
@@ -33,40 +53,65 @@ impl HotelDirectory {
         }
     }
 
+    /// The hotel; 404 if it does not exist.
+    pub async fn hotel(&self, hotel_id: i64) -> Result<HotelEntry, ApiError> {
+        match self.cached(hotel_id) {
+            Some(entry) => Ok(entry),
+            None => self.fetch(hotel_id).await,
+        }
+    }
+
     /// The hotel, if it exists and has the room type; 404 otherwise.
     pub async fn lookup(&self, hotel_id: i64, room_type_id: i64) -> Result<HotelEntry, ApiError> {
-        let cached = self
-            .entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(&hotel_id)
-            .filter(|entry| entry.fetched.elapsed() < FRESH_FOR)
-            .cloned();
-        let entry = match cached {
+        let entry = match self.cached(hotel_id) {
             // A room type created since the entry was read is looked up afresh.
-            Some(entry) if entry.room_types.contains(&room_type_id) => entry,
+            Some(entry) if entry.has_room_type(room_type_id) => entry,
             _ => self.fetch(hotel_id).await?,
         };
-        if entry.room_types.contains(&room_type_id) {
+        if entry.has_room_type(room_type_id) {
             Ok(entry)
         } else {
             Err(ApiError::NotFound("room type"))
         }
     }
 
+    /// Drops what is known of a hotel, after this process changed it.
+    pub fn forget(&self, hotel_id: i64) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&hotel_id);
+    }
+
+    fn cached(&self, hotel_id: i64) -> Option<HotelEntry> {
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&hotel_id)
+            .filter(|entry| entry.fetched.elapsed() < FRESH_FOR)
+            .cloned()
+    }
+
     async fn fetch(&self, hotel_id: i64) -> Result<HotelEntry, ApiError> {
         let db = self.db.get().await?;
-        let sql = "SELECT h.timezone, \
-                   coalesce(array_agg(rt.room_type_id) FILTER (WHERE rt.room_type_id IS NOT NULL), '{}') \
+        let sql = "SELECT h.timezone, rt.room_type_id, rt.name \
                    FROM hotels h LEFT JOIN room_types rt ON rt.hotel_id = h.hotel_id \
-                   WHERE h.hotel_id = $1 GROUP BY h.timezone";
-        let row = db
-            .query_opt(&db.prepare_cached(sql).await?, &[&hotel_id])
-            .await?
-            .ok_or(ApiError::NotFound("hotel"))?;
+                   WHERE h.hotel_id = $1 ORDER BY rt.room_type_id";
+        let rows = db
+            .query(&db.prepare_cached(sql).await?, &[&hotel_id])
+            .await?;
+        let first = rows.first().ok_or(ApiError::NotFound("hotel"))?;
         let entry = HotelEntry {
-            timezone: HotelTimezone::parse(row.get(0))?,
-            room_types: row.get(1),
+            timezone: HotelTimezone::parse(first.get(0))?,
+            room_types: rows
+                .iter()
+                .filter_map(|row| {
+                    Some(RoomTypeName {
+                        id: row.get::<_, Option<i64>>(1)?,
+                        name: row.get(2),
+                    })
+                })
+                .collect(),
             fetched: Instant::now(),
         };
         self.entries

@@ -15,6 +15,8 @@
 
 mod directory;
 
+pub use directory::{HotelEntry, RoomTypeName};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -419,8 +421,14 @@ impl Booker {
         }
     }
 
-    pub fn now(&self) -> DateTime<Utc> {
-        self.clock.now()
+    /// What the directory knows of a hotel (see `directory`): 404 if it does not exist.
+    pub async fn hotel(&self, hotel_id: i64) -> Result<HotelEntry, ApiError> {
+        self.directory.hotel(hotel_id).await
+    }
+
+    /// Forgets a hotel this process has just changed (its timezone, its room types).
+    pub fn forget_hotel(&self, hotel_id: i64) {
+        self.directory.forget(hotel_id);
     }
 
     pub fn db(&self) -> &deadpool_postgres::Pool {

@@ -13,10 +13,9 @@ use utoipa_axum::routes;
 use super::error::{ApiError, Problem};
 use super::extract::{Path, Query};
 use super::AppState;
-use crate::domain::{HotelTimezone, RoomCount, Stay, StayRules};
+use crate::domain::{RoomCount, Stay, StayRules};
 use crate::inventory::{CachedNight, LoadMode};
 use crate::store::inventory::{self, Night};
-use crate::store::{hotels, room_types};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(availability))
@@ -72,18 +71,18 @@ async fn availability(
     Path(hotel_id): Path<i64>,
     Query(query): Query<AvailabilityQuery>,
 ) -> Result<axum::Json<Availability>, ApiError> {
-    let db = state.db.get().await?;
-    let hotel = hotels::get(&db, hotel_id)
-        .await?
-        .ok_or(ApiError::NotFound("hotel"))?;
+    let hotel = state.booker.hotel(hotel_id).await?;
     let rules = StayRules {
         limits: state.config.limits,
-        today: HotelTimezone::parse(&hotel.timezone)?.today(state.clock.now()),
+        today: hotel.timezone.today(state.clock.now()),
     };
     let stay = Stay::parse(query.check_in, query.check_out, &rules)?;
     let rooms = RoomCount::parse(query.rooms.unwrap_or(1), &state.config.limits)?;
-    let types = room_types::all_of_hotel(&db, hotel_id).await?;
-    let ids: Vec<i64> = types.iter().map(|room_type| room_type.id).collect();
+    let ids: Vec<i64> = hotel
+        .room_types
+        .iter()
+        .map(|room_type| room_type.id)
+        .collect();
     let nights: Vec<NaiveDate> = stay.range().iter().collect();
 
     let cached = match state.booker.cache() {
@@ -97,8 +96,8 @@ async fn availability(
         None => None,
     };
     let mut stored: Option<HashMap<i64, Vec<Night>>> = None;
-    let mut room_types = Vec::with_capacity(types.len());
-    for (index, room_type) in types.into_iter().enumerate() {
+    let mut room_types = Vec::with_capacity(ids.len());
+    for (index, room_type) in hotel.room_types.iter().enumerate() {
         let from_cache = cached.as_ref().and_then(|rows| {
             rows[index]
                 .iter()
@@ -109,6 +108,7 @@ async fn availability(
             Some(per_night) => per_night,
             None => {
                 if stored.is_none() {
+                    let db = state.db.get().await?;
                     stored = Some(
                         inventory::nights_of_hotel(
                             &db,
@@ -144,7 +144,7 @@ async fn availability(
         };
         room_types.push(summarise(
             room_type.id,
-            room_type.name,
+            room_type.name.clone(),
             &per_night,
             nights.len(),
             rooms.get(),

@@ -171,6 +171,7 @@ async fn replace_hotel(
         inventory::apply_ratio(&tx, hotel_id, fields.overbooking_ratio, today).await?;
     }
     tx.commit().await?;
+    state.booker.forget_hotel(hotel_id);
     if ratio_changed {
         refresh_capacities(&state, hotel_id, today).await;
     }
@@ -235,5 +236,6 @@ async fn delete_hotel(
     }
     hotels::delete(&tx, hotel_id).await?;
     tx.commit().await?;
+    state.booker.forget_hotel(hotel_id);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -96,6 +96,7 @@ async fn create_room_type(
     let db = state.db.get().await?;
     require_hotel(&db, hotel_id).await?;
     let room_type = room_types::insert(&db, hotel_id, &fields, state.clock.now()).await?;
+    state.booker.forget_hotel(hotel_id);
     Ok((StatusCode::CREATED, axum::Json(room_type)))
 }
 
@@ -156,10 +157,12 @@ async fn replace_room_type(
 ) -> Result<axum::Json<RoomType>, ApiError> {
     let fields = body.parse()?;
     let db = state.db.get().await?;
-    room_types::update(&db, hotel_id, room_type_id, &fields, state.clock.now())
+    let replaced = room_types::update(&db, hotel_id, room_type_id, &fields, state.clock.now())
         .await?
-        .map(axum::Json)
-        .ok_or(ApiError::NotFound("room type"))
+        .ok_or(ApiError::NotFound("room type"))?;
+    // Its name shows in availability.
+    state.booker.forget_hotel(hotel_id);
+    Ok(axum::Json(replaced))
 }
 
 /// Deletes a room type with its inventory, unless it still has rooms or guests with
@@ -196,5 +199,6 @@ async fn delete_room_type(
     }
     room_types::delete(&tx, hotel_id, room_type_id).await?;
     tx.commit().await?;
+    state.booker.forget_hotel(hotel_id);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -79,18 +79,6 @@ pub async fn get(
     Ok(row.as_ref().map(from_row))
 }
 
-/// Every room type of a hotel, in id order.
-pub async fn all_of_hotel(
-    db: &impl GenericClient,
-    hotel_id: i64,
-) -> Result<Vec<RoomType>, tokio_postgres::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM room_types WHERE hotel_id = $1 ORDER BY room_type_id");
-    let rows = db
-        .query(&db.prepare_cached(&sql).await?, &[&hotel_id])
-        .await?;
-    Ok(rows.iter().map(from_row).collect())
-}
-
 pub async fn list(
     db: &impl GenericClient,
     hotel_id: i64,

@@ -727,3 +727,85 @@ async fn random_books_cancels_and_confirms_keep_both_counters_exact() {
     });
     result.unwrap();
 }
+
+#[tokio::test]
+async fn availability_follows_catalog_changes_at_once() {
+    let app = TestApp::spawn().await;
+    let (hotel, _) = app.hotel_with_inventory(1.0, 2, app.night(1), 1).await;
+    let query = format!(
+        "/v1/hotels/{hotel}/availability?check_in={}&check_out={}",
+        app.night(1),
+        app.night(2)
+    );
+    assert_eq!(
+        app.get(&query).await.1["room_types"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let suite = app.create_room_type(hotel, "Suite").await;
+    let (_, availability) = app.get(&query).await;
+    let types = availability["room_types"].as_array().unwrap();
+    assert_eq!(types.len(), 2, "{availability}");
+    assert_eq!(types[1]["room_type_id"], suite);
+    assert_eq!(
+        types[1]["available"], 0,
+        "a room type without inventory shows none"
+    );
+    assert_eq!(types[1]["nightly_rates_cents"], json!([]));
+    let (status, _) = app
+        .put(
+            &format!("/v1/hotels/{hotel}/room-types/{suite}"),
+            &app.staff(),
+            &json!({"name": "Grand Suite", "max_occupancy": 3}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        app.get(&query).await.1["room_types"][1]["name"],
+        "Grand Suite"
+    );
+    assert_eq!(
+        app.delete(
+            &format!("/v1/hotels/{hotel}/room-types/{suite}"),
+            &app.staff()
+        )
+        .await
+        .0,
+        204
+    );
+    assert_eq!(
+        app.get(&query).await.1["room_types"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_problem(
+        &app.get(&format!(
+            "/v1/hotels/999999/availability?check_in={}&check_out={}",
+            app.night(1),
+            app.night(2)
+        ))
+        .await,
+        404,
+        "not_found",
+    );
+    assert_problem(
+        &app.get(&format!(
+            "/v1/hotels/{hotel}/availability?check_in={}&check_out={}",
+            app.night(2),
+            app.night(1)
+        ))
+        .await,
+        422,
+        "validation_failed",
+    );
+    assert_problem(
+        &app.get(&format!("/v1/hotels/{hotel}/availability?check_in=soon"))
+            .await,
+        400,
+        "validation_failed",
+    );
+}
