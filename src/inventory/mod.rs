@@ -135,10 +135,6 @@ impl NightCache {
         }
     }
 
-    pub fn keys(&self) -> &KeyLayout {
-        &self.keys
-    }
-
     fn night_keys(&self, hotel_id: i64, room_type_id: i64, nights: &[NaiveDate]) -> Vec<String> {
         nights
             .iter()
