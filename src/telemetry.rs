@@ -1,10 +1,18 @@
 //! Logs and metrics plumbing shared by every entry point.
+//!
+//! Every metric innkeeper exports is described and registered at zero in
+//! [`register_metrics`], so that a dashboard or an alert never queries a series that does
+//! not exist yet. The helpers below are how the rest of the code records into them.
 
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
+use axum::http::{Method, StatusCode};
+use metrics::{describe_counter, describe_gauge, describe_histogram, Histogram, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
+use crate::booking::Outcome;
 use crate::config::LogFormat;
 
 /// Installs the global log subscriber once; later calls (tests build many apps in one
@@ -19,13 +27,25 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
+/// Upper bounds, in seconds, of every duration histogram. A Redis script answers in well
+/// under a millisecond, a booking transaction in a few; a request stuck behind a saturated
+/// pool or the statement timeout (5 s by default) takes seconds. Without explicit buckets
+/// the exporter would render summaries, which cannot be aggregated across instances.
+const DURATION_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
 /// The process-wide Prometheus recorder. The `metrics` facade has one global recorder, so
 /// every app built in this process renders the same registry.
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&DURATION_BUCKETS)
+                .expect("the duration buckets are not empty")
+                .build_recorder();
             let handle = recorder.handle();
             // Another recorder may already be installed (a test harness, an embedding
             // program); the handle then renders an empty registry rather than failing.
@@ -35,14 +55,239 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
+const HTTP_REQUESTS: &str = "innkeeper_http_requests_total";
+const HTTP_DURATION: &str = "innkeeper_http_request_duration_seconds";
+const SCRIPT_DURATION: &str = "innkeeper_inventory_script_duration_seconds";
+const DB_DURATION: &str = "innkeeper_db_transaction_duration_seconds";
+const DB_POOL: &str = "innkeeper_db_pool_connections";
+const REDIS_POOL: &str = "innkeeper_redis_pool_connections";
+const BACKEND_UP: &str = "innkeeper_backend_up";
+
+/// The statuses any route may answer besides those its OpenAPI entry documents: a failure
+/// (500) and a backend out of reach (503). Registered for every route, so that the 5xx
+/// ratio has series to divide from startup.
+const UNDOCUMENTED_STATUSES: [&str; 2] = ["500", "503"];
+
+/// Describes every metric innkeeper exports and registers each series at zero: the HTTP
+/// series for every (method, route, status) that `api` documents, and every label value of
+/// the others. Registering twice (tests build many apps in one process) changes nothing.
+pub fn register_metrics(api: &utoipa::openapi::OpenApi) {
+    describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests answered, by method, matched route template and status code"
+    );
+    describe_histogram!(
+        HTTP_DURATION,
+        Unit::Seconds,
+        "Time to answer an HTTP request, by method and matched route template"
+    );
+    for (path, item) in api.paths.paths.iter() {
+        for (method, operation) in [
+            (Method::GET, &item.get),
+            (Method::PUT, &item.put),
+            (Method::POST, &item.post),
+            (Method::DELETE, &item.delete),
+            (Method::PATCH, &item.patch),
+        ] {
+            let Some(operation) = operation else { continue };
+            let method = method_label(&method);
+            let documented = operation.responses.responses.keys().map(String::as_str);
+            for status in documented.chain(UNDOCUMENTED_STATUSES) {
+                metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => path.clone(), "status" => status.to_owned())
+                    .increment(0);
+            }
+            registered(
+                metrics::histogram!(HTTP_DURATION, "method" => method, "route" => path.clone()),
+            );
+        }
+    }
+
+    describe_counter!(
+        "innkeeper_reservations_total",
+        "Reservation requests, by how they ended"
+    );
+    for outcome in Outcome::ALL {
+        metrics::counter!("innkeeper_reservations_total", "outcome" => outcome.label())
+            .increment(0);
+    }
+
+    describe_histogram!(
+        SCRIPT_DURATION,
+        Unit::Seconds,
+        "Round trip of one Lua script call to Redis, by script"
+    );
+    for script in INVENTORY_SCRIPTS {
+        registered(metrics::histogram!(SCRIPT_DURATION, "script" => script));
+    }
+    describe_histogram!(
+        DB_DURATION,
+        Unit::Seconds,
+        "Time of one Postgres transaction, by operation"
+    );
+    for operation in DB_OPERATIONS {
+        registered(metrics::histogram!(DB_DURATION, "operation" => operation));
+    }
+
+    describe_gauge!(
+        DB_POOL,
+        "Postgres pool connections, by state: idle, in_use, waiting (requests queued for one), max"
+    );
+    describe_gauge!(
+        REDIS_POOL,
+        "Redis pool connections, by state: idle, in_use, waiting (requests queued for one), max"
+    );
+    for pool in [DB_POOL, REDIS_POOL] {
+        for state in ["idle", "in_use", "waiting", "max"] {
+            metrics::gauge!(pool, "state" => state).increment(0.0);
+        }
+    }
+    describe_gauge!(
+        BACKEND_UP,
+        "1 when the backend answered its probe at the last scrape, 0 when it did not"
+    );
+    for backend in [Backend::Postgres, Backend::Redis] {
+        metrics::gauge!(BACKEND_UP, "backend" => backend.label()).increment(0.0);
+    }
+
+    describe_counter!(
+        "innkeeper_reconciler_runs_total",
+        "Reconciler passes started"
+    );
+    metrics::counter!("innkeeper_reconciler_runs_total").increment(0);
+    describe_gauge!(
+        "innkeeper_reconciler_drift_nights",
+        "Nights whose Redis count differed from Postgres in the last reconciler pass"
+    );
+    metrics::gauge!("innkeeper_reconciler_drift_nights").increment(0.0);
+    describe_counter!(
+        "innkeeper_reconciler_repairs_total",
+        "Nights the reconciler rewrote in Redis from Postgres"
+    );
+    metrics::counter!("innkeeper_reconciler_repairs_total").increment(0);
+    describe_gauge!(
+        "innkeeper_reconciler_last_success_timestamp_seconds",
+        Unit::Seconds,
+        "Unix time the last reconciler pass completed; 0 until the first one does"
+    );
+    metrics::gauge!("innkeeper_reconciler_last_success_timestamp_seconds").increment(0.0);
+    describe_counter!(
+        "innkeeper_holds_expired_total",
+        "Pending reservations expired by the hold sweeper, their nights given back"
+    );
+    metrics::counter!("innkeeper_holds_expired_total").increment(0);
+
+    describe_counter!(
+        "innkeeper_compensations_total",
+        "Redis give-backs after a refused or failed commit, or a cancel or expiry; failed ones leave drift for the reconciler"
+    );
+    for result in ["ok", "failed"] {
+        metrics::counter!("innkeeper_compensations_total", "result" => result).increment(0);
+    }
+    describe_counter!(
+        "innkeeper_redis_fallbacks_total",
+        "Bookings that went through Postgres alone because Redis was out of reach"
+    );
+    metrics::counter!("innkeeper_redis_fallbacks_total").increment(0);
+}
+
+/// Taking a histogram's handle is what registers its series: it then renders with every
+/// bucket at zero. Nothing is recorded.
+fn registered(_histogram: Histogram) {}
+
+/// The method as a label: the standard ones by name, anything else as `OTHER`, so a client
+/// inventing methods cannot create series without bound.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// Counts and times one answered request. `route` is the matched path template (or
+/// `unmatched`), never the raw path, so ids in paths do not become series.
+pub fn record_http_request(
+    method: &'static str,
+    route: String,
+    status: StatusCode,
+    elapsed: Duration,
+) {
+    metrics::histogram!(HTTP_DURATION, "method" => method, "route" => route.clone())
+        .record(elapsed);
+    metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => route, "status" => status.as_str().to_owned())
+        .increment(1);
+}
+
+/// Every `script` label of `innkeeper_inventory_script_duration_seconds`: the scripts of
+/// lua/. A new script is added here, so that its series exists from startup.
+pub const INVENTORY_SCRIPTS: [&str; 4] = ["reserve", "release", "load_nights", "reconcile"];
+
+/// Every `operation` label of `innkeeper_db_transaction_duration_seconds`. A new operation
+/// is added here, so that its series exists from startup.
+pub const DB_OPERATIONS: [&str; 6] = [
+    "book",
+    "end_stay",
+    "confirm",
+    "put_inventory",
+    "expire_holds",
+    "archive",
+];
+
 /// Records how long one Lua script call took.
-pub fn observe_script(script: &'static str, started: std::time::Instant) {
-    metrics::histogram!("innkeeper_inventory_script_duration_seconds", "script" => script)
-        .record(started.elapsed().as_secs_f64());
+pub fn observe_script(script: &'static str, started: Instant) {
+    debug_assert!(
+        INVENTORY_SCRIPTS.contains(&script),
+        "{script} is missing from INVENTORY_SCRIPTS, so it is not registered at startup"
+    );
+    metrics::histogram!(SCRIPT_DURATION, "script" => script).record(started.elapsed());
 }
 
 /// Records how long one Postgres transaction took.
-pub fn observe_transaction(operation: &'static str, started: std::time::Instant) {
-    metrics::histogram!("innkeeper_db_transaction_duration_seconds", "operation" => operation)
-        .record(started.elapsed().as_secs_f64());
+pub fn observe_transaction(operation: &'static str, started: Instant) {
+    debug_assert!(
+        DB_OPERATIONS.contains(&operation),
+        "{operation} is missing from DB_OPERATIONS, so it is not registered at startup"
+    );
+    metrics::histogram!(DB_DURATION, "operation" => operation).record(started.elapsed());
+}
+
+/// Samples both connection pools into their gauges. Called on every scrape, so the gauges
+/// are exactly as fresh as the scrape that reads them, with no task of their own.
+pub fn record_pools(db: &deadpool_postgres::Pool, redis: &deadpool_redis::Pool) {
+    record_pool(DB_POOL, db.status());
+    record_pool(REDIS_POOL, redis.status());
+}
+
+fn record_pool(name: &'static str, status: deadpool_postgres::Status) {
+    let in_use = status.size.saturating_sub(status.available);
+    metrics::gauge!(name, "state" => "idle").set(status.available as f64);
+    metrics::gauge!(name, "state" => "in_use").set(in_use as f64);
+    metrics::gauge!(name, "state" => "waiting").set(status.waiting as f64);
+    metrics::gauge!(name, "state" => "max").set(status.max_size as f64);
+}
+
+/// A server innkeeper depends on, as probed for `innkeeper_backend_up{backend}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Redis,
+}
+
+impl Backend {
+    fn label(self) -> &'static str {
+        match self {
+            Backend::Postgres => "postgres",
+            Backend::Redis => "redis",
+        }
+    }
+}
+
+/// Records whether a backend answered its probe.
+pub fn record_backend_up(backend: Backend, up: bool) {
+    metrics::gauge!(BACKEND_UP, "backend" => backend.label()).set(if up { 1.0 } else { 0.0 });
 }

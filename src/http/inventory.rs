@@ -1,5 +1,7 @@
 //! `/v1/hotels/{hotel_id}/room-types/{room_type_id}/inventory`: rooms and rates per night.
 
+use std::time::Instant;
+
 use axum::extract::State;
 use chrono::NaiveDate;
 use serde::Deserialize;
@@ -16,6 +18,7 @@ use crate::domain::{InvalidField, NightRange, OverbookingRatio};
 use crate::inventory::LoadMode;
 use crate::store::hotels;
 use crate::store::inventory::{self, InventoryDay};
+use crate::telemetry;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(put_inventory, get_inventory))
@@ -76,6 +79,7 @@ async fn put_inventory(
         }
     }
     let mut db = state.db.get().await?;
+    let started = Instant::now();
     let tx = db.transaction().await?;
     // The share lock keeps the ratio from changing until the capacities below are written.
     let hotel = hotels::get_for_share(&tx, hotel_id)
@@ -94,6 +98,7 @@ async fn put_inventory(
     )
     .await?;
     tx.commit().await?;
+    telemetry::observe_transaction("put_inventory", started);
     if let Some(cache) = state.booker.cache() {
         // Redis keeps its own count of reserved rooms (it may include bookings still in
         // flight), so only capacity and rate are overwritten there.

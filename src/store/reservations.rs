@@ -1,5 +1,7 @@
 //! Reservations in Postgres: the booking transaction, lifecycle changes and reads.
 
+use std::time::Instant;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::GenericClient;
 use serde::Serialize;
@@ -9,6 +11,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::http::pagination::{CursorKey, PageRequest};
+use crate::telemetry;
 
 /// A reservation as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -155,6 +158,7 @@ pub async fn end_stay(
     status: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<Reservation>, tokio_postgres::Error> {
+    let started = Instant::now();
     let sql = format!("SELECT {COLUMNS} FROM end_stay($1, $2, $3)");
     let row = db
         .query_opt(
@@ -162,6 +166,7 @@ pub async fn end_stay(
             &[&reservation_id, &status, &now],
         )
         .await?;
+    telemetry::observe_transaction("end_stay", started);
     Ok(row.as_ref().map(Reservation::from_row))
 }
 
@@ -171,6 +176,7 @@ pub async fn confirm(
     reservation_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<Option<Reservation>, tokio_postgres::Error> {
+    let started = Instant::now();
     let sql = format!(
         "UPDATE reservations SET status = 'confirmed', updated_at = $2 \
          WHERE reservation_id = $1 AND status = 'pending' AND hold_expires_at > $2 \
@@ -179,6 +185,7 @@ pub async fn confirm(
     let row = db
         .query_opt(&db.prepare_cached(&sql).await?, &[&reservation_id, &now])
         .await?;
+    telemetry::observe_transaction("confirm", started);
     Ok(row.as_ref().map(Reservation::from_row))
 }
 
