@@ -127,6 +127,9 @@ impl Application {
         backends: &Backends,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
+        // The recorder first: series registered before it exists would go nowhere.
+        let metrics = telemetry::metrics_handle();
+        telemetry::register_metrics(&http::openapi());
         let db = store::connect(backends.database_url.expose(), &config)?;
         store::migrate(&db).await?;
         let redis = inventory::connect(backends.redis_url.expose(), config.redis_pool_size)?;
@@ -154,7 +157,7 @@ impl Application {
             redis,
             auth,
             clock,
-            metrics: telemetry::metrics_handle(),
+            metrics,
             booker,
             jobs,
         };

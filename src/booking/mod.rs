@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::clock::Clock;
@@ -208,8 +209,10 @@ impl Booker {
                 // this request is dropped, so the rest runs in its own task.
                 let booker = self.clone();
                 let cache = cache.clone();
+                // The task carries the request's span, so its log lines name the request.
                 tokio::spawn(
-                    async move { booker.commit_deducted(&cache, &request, &stay, &hold).await },
+                    async move { booker.commit_deducted(&cache, &request, &stay, &hold).await }
+                        .instrument(tracing::Span::current()),
                 )
                 .await
                 .map_err(|error| Refused::from(ApiError::Internal(error.into())))?

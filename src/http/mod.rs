@@ -13,12 +13,15 @@ pub mod pagination;
 mod reservations;
 mod room_types;
 mod rooms;
+pub mod tracking;
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::{Extension, Router};
+use axum::{middleware, Extension, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -97,7 +100,13 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .split_for_parts()
 }
 
-/// The complete application: routes, state, limits and fallbacks.
+/// The OpenAPI document of the routes the server has.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().1
+}
+
+/// The complete application: routes, state, limits and fallbacks, and around each route
+/// (the fallbacks included) the request id, the request's span and its metrics.
 pub fn app(state: AppState) -> Router {
     let (router, document) = routes();
     let document = Arc::new(document.to_json().unwrap_or_else(|error| {
@@ -109,6 +118,15 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(Extension(document))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn(tracking::record_request))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(
+                    tracking::REQUEST_ID,
+                    MakeRequestUuid,
+                ))
+                .layer(TraceLayer::new_for_http().make_span_with(tracking::request_span))
+                .layer(PropagateRequestIdLayer::new(tracking::REQUEST_ID)),
+        )
         .with_state(state)
 }

@@ -14,6 +14,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use crate::config::InventoryMode;
+use crate::telemetry::{self, Backend};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -55,27 +56,16 @@ async fn healthz() -> axum::Json<Health> {
         (status = 503, description = "A dependency is down", body = Readiness),
     ))]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, axum::Json<Readiness>) {
-    let postgres = async {
-        let client = state.db.get().await.ok()?;
-        client.simple_query("SELECT 1").await.ok()
-    };
-    let redis = async {
-        let mut connection = state.redis.get().await.ok()?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut *connection)
-            .await
-            .ok()
-    };
-    let postgres_up = matches!(
-        tokio::time::timeout(PROBE_TIMEOUT, postgres).await,
-        Ok(Some(_))
-    );
+    let postgres_up = postgres_answers(&state).await;
     let redis_status = match state.config.inventory_mode {
         InventoryMode::Db => "unused",
-        InventoryMode::Redis => match tokio::time::timeout(PROBE_TIMEOUT, redis).await {
-            Ok(Some(_)) => "up",
-            _ => "down",
-        },
+        InventoryMode::Redis => {
+            if redis_answers(&state).await {
+                "up"
+            } else {
+                "down"
+            }
+        }
     };
     let ready = postgres_up && redis_status != "down";
     let body = Readiness {
@@ -91,10 +81,45 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, axum::Json<Readin
     (status, axum::Json(body))
 }
 
-/// Prometheus text format.
+/// Whether Postgres answers `SELECT 1` within [`PROBE_TIMEOUT`].
+async fn postgres_answers(state: &AppState) -> bool {
+    let probe = async {
+        let client = state.db.get().await.ok()?;
+        client.simple_query("SELECT 1").await.ok()
+    };
+    matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, probe).await,
+        Ok(Some(_))
+    )
+}
+
+/// Whether Redis answers `PING` within [`PROBE_TIMEOUT`].
+async fn redis_answers(state: &AppState) -> bool {
+    let probe = async {
+        let mut connection = state.redis.get().await.ok()?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut *connection)
+            .await
+            .ok()
+    };
+    matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, probe).await,
+        Ok(Some(_))
+    )
+}
+
+/// Prometheus text format. Each scrape first samples the connection pools, then probes
+/// Postgres and Redis, so that their gauges say how things stand at the scrape. Redis is
+/// probed in the `db` inventory mode too: it is configured, and an operator switching
+/// modes back needs to know it answers.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    // Before the probes, which take a connection from each pool themselves.
+    telemetry::record_pools(&state.db, &state.redis);
+    let (postgres_up, redis_up) = tokio::join!(postgres_answers(&state), redis_answers(&state));
+    telemetry::record_backend_up(Backend::Postgres, postgres_up);
+    telemetry::record_backend_up(Backend::Redis, redis_up);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
