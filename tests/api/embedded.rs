@@ -8,15 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_innkeeper");
+use crate::helpers::free_port;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+const BINARY: &str = env!("CARGO_BIN_EXE_innkeeper");
 
 fn command(data_dir: &Path) -> Command {
     let mut command = Command::new(BINARY);

@@ -116,6 +116,20 @@ fn start_private_servers() -> (String, String) {
         .unwrap_or_else(|error| panic!("starting the test servers: {error}"))
 }
 
+/// A database of a test's own, for a server it starts itself.
+pub async fn fresh_database() -> String {
+    clone_template(shared()).await
+}
+
+/// A local port nothing listens on, for a server a test starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A fresh database cloned from the migrated template.
 async fn clone_template(shared: &Shared) -> String {
     let database = format!("test_{}", Uuid::new_v4().simple());

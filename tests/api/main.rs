@@ -10,5 +10,6 @@ mod faults;
 mod helpers;
 mod inventory;
 mod jobs;
+mod observability;
 mod ops;
 mod reservations;
