@@ -91,7 +91,13 @@ pub fn register_metrics(api: &utoipa::openapi::OpenApi) {
         ] {
             let Some(operation) = operation else { continue };
             let method = method_label(&method);
-            let documented = operation.responses.responses.keys().map(String::as_str);
+            // Numeric codes only: a `default` or `4XX` entry names no status a response has.
+            let documented = operation
+                .responses
+                .responses
+                .keys()
+                .map(String::as_str)
+                .filter(|status| status.parse::<u16>().is_ok());
             for status in documented.chain(UNDOCUMENTED_STATUSES) {
                 metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => path.clone(), "status" => status.to_owned())
                     .increment(0);
