@@ -152,13 +152,20 @@ async fn every_series_exists_from_startup() {
     ] {
         expect("innkeeper_reservations_total", &[("outcome", outcome)]);
     }
-    for script in ["reserve", "release", "load_nights"] {
+    for script in ["reserve", "release", "load_nights", "reconcile"] {
         expect(
             "innkeeper_inventory_script_duration_seconds_bucket",
             &[("script", script), ("le", "0.0005")],
         );
     }
-    for operation in ["book", "end_stay", "confirm", "put_inventory"] {
+    for operation in [
+        "book",
+        "end_stay",
+        "confirm",
+        "put_inventory",
+        "expire_holds",
+        "archive",
+    ] {
         expect(
             "innkeeper_db_transaction_duration_seconds_count",
             &[("operation", operation)],
@@ -720,7 +727,7 @@ struct Load {
 }
 
 /// A short peak-season rush on one room type: more guests than rooms, some retries, a
-/// reused id, cancels, confirms and availability searches.
+/// reused id, cancels, confirms and availability searches; then a reconciler pass.
 async fn booking_load(app: &TestApp) -> Load {
     let check_in = app.night(20);
     let check_out = app.night(22);
@@ -776,6 +783,11 @@ async fn booking_load(app: &TestApp) -> Load {
             format!("/v1/hotels/{hotel}/availability?check_in={check_in}&check_out={check_out}");
         assert_eq!(app.get(&path).await.0, 200);
     }
+    // The background jobs are off in tests; one reconciler pass by hand.
+    let (status, report) = app
+        .post("/v1/admin/reconcile", &app.staff(), &Value::Null)
+        .await;
+    assert_eq!(status, 200, "{report}");
     load
 }
 
@@ -923,7 +935,7 @@ async fn dashboards_and_alerts_evaluate_on_a_real_prometheus_scraping_innkeeper(
         f64::MIN_POSITIVE,
     )
     .await;
-    for script in ["reserve", "release", "load_nights"] {
+    for script in ["reserve", "release", "load_nights", "reconcile"] {
         at_least(
             &format!(
                 r#"sum(innkeeper_inventory_script_duration_seconds_count{{script="{script}"}})"#
@@ -949,4 +961,10 @@ async fn dashboards_and_alerts_evaluate_on_a_real_prometheus_scraping_innkeeper(
         at_least(&format!(r#"max({pool}{{state="max"}})"#), 1.0).await;
     }
     at_least(r#"min(innkeeper_backend_up)"#, 1.0).await;
+    at_least("sum(innkeeper_reconciler_runs_total)", 1.0).await;
+    at_least(
+        "max(innkeeper_reconciler_last_success_timestamp_seconds)",
+        load_ended - 60.0,
+    )
+    .await;
 }
