@@ -20,16 +20,18 @@ use crate::store::inventory::Night;
 use keys::{night_expires_at, KeyLayout};
 pub use scripts::PreDeduct;
 
-/// A pool of connections to the Redis at `url`. Connecting is bounded to a second, so that
-/// when Redis is down the booking path notices quickly and takes the Postgres-only route.
-/// Waiting for a busy connection is allowed longer: a burst is not an outage, and a
-/// booking that bypasses Redis leaves it behind Postgres until the reconciler runs.
+/// A pool of connections to the Redis at `url`. Connecting is bounded to a second, and
+/// every call to [`CALL_TIMEOUT`] (see [`NightCache`]), so that when Redis is down or
+/// frozen the booking path notices quickly and takes the Postgres-only route. Waiting for
+/// a busy connection is not bounded on its own: a burst is not an outage (a booking that
+/// bypassed Redis would leave it behind Postgres until the reconciler runs), and every
+/// connection is given back within a call timeout.
 pub fn connect(url: &str, size: usize) -> anyhow::Result<deadpool_redis::Pool> {
     let mut config = deadpool_redis::Config::from_url(url);
     config.pool = Some(PoolConfig {
         max_size: size,
         timeouts: Timeouts {
-            wait: Some(Duration::from_secs(5)),
+            wait: None,
             create: Some(Duration::from_secs(1)),
             recycle: Some(Duration::from_secs(1)),
         },
@@ -38,6 +40,22 @@ pub fn connect(url: &str, size: usize) -> anyhow::Result<deadpool_redis::Pool> {
     config
         .create_pool(Some(Runtime::Tokio1))
         .context("REDIS_URL is not a valid Redis URL")
+}
+
+/// Longest a Redis call may take. A script runs in well under a millisecond; a call this
+/// slow means Redis is frozen or unreachable. Whether a timed-out script ran is unknown:
+/// if it deducted, Redis shows fewer rooms than Postgres until the reconciler repairs it,
+/// which can turn guests away early but never oversell.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Runs one Redis call within [`CALL_TIMEOUT`].
+async fn bounded<T>(
+    call: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, CacheError> {
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(result) => Ok(result?),
+        Err(_elapsed) => Err(CacheError::Timeout),
+    }
 }
 
 /// Why a Redis call failed: the booking path treats every one the same way (carry on
@@ -50,6 +68,8 @@ pub enum CacheError {
     Redis(#[from] redis::RedisError),
     #[error("reserve.lua answered {0:?}, which its header does not list")]
     UnknownReply(Vec<i64>),
+    #[error("Redis did not answer within {CALL_TIMEOUT:?}")]
+    Timeout,
 }
 
 /// How nights read from Postgres go into Redis (see lua/load_nights.lua).
@@ -169,7 +189,7 @@ impl NightCache {
             .arg(hold.reservation_id.to_string())
             .arg(hold.in_flight_entry(deadline));
         let started = std::time::Instant::now();
-        let reply: Vec<i64> = invocation.invoke_async(&mut *connection).await?;
+        let reply: Vec<i64> = bounded(invocation.invoke_async(&mut *connection)).await?;
         crate::telemetry::observe_script("reserve", started);
         scripts::decode_reserve(&reply).ok_or(CacheError::UnknownReply(reply))
     }
@@ -193,7 +213,7 @@ impl NightCache {
             .arg(mode)
             .arg(hold.reservation_id.to_string());
         let started = std::time::Instant::now();
-        let released: i64 = invocation.invoke_async(&mut *connection).await?;
+        let released: i64 = bounded(invocation.invoke_async(&mut *connection)).await?;
         crate::telemetry::observe_script("release", started);
         Ok(released == 1)
     }
@@ -203,8 +223,8 @@ impl NightCache {
     /// uncommitted hold), and it leaves the in-flight hash, atomically.
     pub async fn mark_committed(&self, hold: &Hold, ttl: Duration) -> Result<(), CacheError> {
         let mut connection = self.pool.get().await?;
-        redis::pipe()
-            .atomic()
+        let mut pipe = redis::pipe();
+        pipe.atomic()
             .cmd("SET")
             .arg(self.keys.hold(hold.hotel_id, hold.reservation_id))
             .arg("c")
@@ -214,19 +234,17 @@ impl NightCache {
             .cmd("HDEL")
             .arg(self.keys.in_flight(hold.hotel_id))
             .arg(hold.reservation_id.to_string())
-            .ignore()
-            .query_async::<()>(&mut *connection)
-            .await?;
+            .ignore();
+        bounded(pipe.query_async::<()>(&mut *connection)).await?;
         Ok(())
     }
 
     /// The hotel's in-flight deductions: (reservation id, entry).
     pub async fn in_flight(&self, hotel_id: i64) -> Result<Vec<(String, String)>, CacheError> {
         let mut connection = self.pool.get().await?;
-        Ok(redis::cmd("HGETALL")
-            .arg(self.keys.in_flight(hotel_id))
-            .query_async(&mut *connection)
-            .await?)
+        let mut command = redis::cmd("HGETALL");
+        command.arg(self.keys.in_flight(hotel_id));
+        bounded(command.query_async(&mut *connection)).await
     }
 
     /// Runs reconcile.lua for one room type (see its header for the argument that no
@@ -265,7 +283,7 @@ impl NightCache {
                 .arg(&deduction.entry);
         }
         let started = std::time::Instant::now();
-        let reply: Vec<i64> = invocation.invoke_async(&mut *connection).await?;
+        let reply: Vec<i64> = bounded(invocation.invoke_async(&mut *connection)).await?;
         crate::telemetry::observe_script("reconcile", started);
         match reply[..] {
             [checked, drifted, repaired, deferred] => Ok(ReconcileCounts {
@@ -304,7 +322,7 @@ impl NightCache {
                 .arg(night_expires_at(night.date));
         }
         let started = std::time::Instant::now();
-        let _written: i64 = invocation.invoke_async(&mut *connection).await?;
+        let _written: i64 = bounded(invocation.invoke_async(&mut *connection)).await?;
         crate::telemetry::observe_script("load_nights", started);
         Ok(())
     }
@@ -325,7 +343,7 @@ impl NightCache {
             }
         }
         let replies: Vec<(Option<i64>, Option<i64>, Option<i64>)> =
-            pipe.query_async(&mut *connection).await?;
+            bounded(pipe.query_async(&mut *connection)).await?;
         let mut replies = replies.into_iter();
         Ok(room_type_ids
             .iter()
