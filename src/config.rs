@@ -264,15 +264,18 @@ impl Config {
 
     /// Refuses combinations that would silently do something surprising.
     pub fn check(&self) -> Result<(), ConfigError> {
-        // After a deduction a booking waits at most one statement timeout for a connection
-        // and a little over one for its commit; the reconciler trusts that a deduction
-        // older than the in-flight TTL has ended, so the TTL must be longer than both.
-        let longest_booking = self.db_statement_timeout * 2 + Duration::from_secs(1);
+        // After a deduction a booking waits at most one statement timeout for a connection,
+        // and a little over one for the group commit ahead of it and one for its own; the
+        // reconciler trusts that a deduction older than the in-flight TTL has ended, so the
+        // TTL must be longer than all of that. (A rush deeper than one batch can wait
+        // longer; should it outlive its entry, the Postgres re-check still holds and the
+        // next pass repairs Redis.)
+        let longest_booking = self.db_statement_timeout * 3 + Duration::from_secs(2);
         if self.in_flight_ttl <= longest_booking {
             return Err(ConfigError {
                 variable: "INNKEEPER_IN_FLIGHT_TTL",
                 problem: format!(
-                    "must be more than twice INNKEEPER_DB_STATEMENT_TIMEOUT_MS plus a second ({} s)",
+                    "must be more than three times INNKEEPER_DB_STATEMENT_TIMEOUT_MS plus two seconds ({} s)",
                     longest_booking.as_secs_f64()
                 ),
             });
@@ -405,7 +408,7 @@ mod tests {
     #[test]
     fn the_in_flight_ttl_must_outlast_a_booking() {
         let config = Config::from_vars(vars(&[
-            ("INNKEEPER_IN_FLIGHT_TTL", "10"),
+            ("INNKEEPER_IN_FLIGHT_TTL", "17"),
             ("INNKEEPER_DB_STATEMENT_TIMEOUT_MS", "5000"),
         ]))
         .unwrap();
@@ -414,7 +417,7 @@ mod tests {
             "INNKEEPER_IN_FLIGHT_TTL"
         );
         let config = Config::from_vars(vars(&[
-            ("INNKEEPER_IN_FLIGHT_TTL", "4"),
+            ("INNKEEPER_IN_FLIGHT_TTL", "6"),
             ("INNKEEPER_DB_STATEMENT_TIMEOUT_MS", "1000"),
         ]))
         .unwrap();

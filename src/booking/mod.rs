@@ -14,11 +14,12 @@
 //! mid-request cannot leave a deduction without its commit or its compensation.
 
 mod directory;
+pub mod group_commit;
 
 pub use directory::{HotelEntry, RoomTypeName};
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use tracing::Instrument;
@@ -32,8 +33,8 @@ use crate::http::error::ApiError;
 use crate::inventory::{CacheError, Hold, LoadMode, NightCache, PreDeduct};
 use crate::store::inventory as inventory_store;
 use crate::store::reservations::{self, Committed, NewStay, Reservation};
-use crate::telemetry;
 use directory::HotelDirectory;
+use group_commit::GroupCommitter;
 
 /// How a reservation request ended, as counted in `innkeeper_reservations_total{outcome}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,9 +109,11 @@ pub struct Booker {
     limits: BookingLimits,
     hold_ttl: Duration,
     in_flight_ttl: Duration,
-    commit_timeout: Duration,
     fault: Option<Fault>,
     directory: Arc<HotelDirectory>,
+    /// Commits the bookings Redis admitted, several per transaction (redis mode only: the
+    /// db mode is the one-transaction-per-attempt baseline).
+    group: Arc<GroupCommitter>,
 }
 
 /// How long the hold marker of a committed reservation is kept: replays within this time
@@ -124,17 +127,18 @@ impl Booker {
         clock: Arc<dyn Clock>,
         config: &Config,
     ) -> Self {
+        // A little over Postgres' own statement timeout, so that one fires first when the
+        // server is alive.
+        let commit_timeout = config.db_statement_timeout + Duration::from_millis(500);
         Self {
             directory: Arc::new(HotelDirectory::new(db.clone())),
+            group: Arc::new(GroupCommitter::new(db.clone(), commit_timeout)),
             db,
             cache,
             clock,
             limits: config.limits,
             hold_ttl: config.hold_ttl,
             in_flight_ttl: config.in_flight_ttl,
-            // A little over Postgres' own statement timeout, so that one fires first when
-            // the server is alive.
-            commit_timeout: config.db_statement_timeout + Duration::from_millis(500),
             fault: config.fault,
         }
     }
@@ -288,28 +292,22 @@ impl Booker {
     }
 
     /// Runs the Postgres transaction and turns its answer into the API's.
-    /// `sold_out` says how a refusal is counted: a re-check after Redis, or the first check.
+    /// `sold_out` says what Postgres is doing: re-checking a booking Redis admitted (then
+    /// it commits as part of a group), or checking first (the `db` mode, or Redis down).
     async fn commit(
         &self,
         request: &BookingRequest,
         stay: &NewStay,
         sold_out: Outcome,
     ) -> Result<(Outcome, Reservation), Refused> {
-        let db = self.db.get().await.map_err(ApiError::from)?;
-        let started = Instant::now();
-        // Postgres' statement_timeout cannot fire while the server is frozen (SIGSTOP, a
-        // stalled disk), so the wait is bounded here too; the caller then compensates.
-        let committed = tokio::time::timeout(self.commit_timeout, reservations::book(&db, stay))
-            .await
-            .map_err(|_elapsed| ApiError::Unavailable("the database"))?
-            .map_err(ApiError::from)?;
-        telemetry::observe_transaction("book", started);
+        let committed = if sold_out == Outcome::SoldOutDbRecheck {
+            self.group.commit(stay.clone()).await?
+        } else {
+            self.group.alone(stay).await?
+        };
         match committed {
             Committed::Created(reservation) => Ok((Outcome::Created, reservation)),
-            Committed::Exists => match reservations::get(&db, stay.reservation_id)
-                .await
-                .map_err(ApiError::from)?
-            {
+            Committed::Exists => match self.stored(stay.reservation_id).await? {
                 Some(stored) => Ok(self.replay(request, stored)?),
                 None => Err(ApiError::RequestInProgress.into()),
             },

@@ -809,3 +809,93 @@ async fn availability_follows_catalog_changes_at_once() {
         "validation_failed",
     );
 }
+
+/// Bookings Redis admitted for one room type commit together: ten queued at once share one
+/// transaction (one xmin), and each keeps its own outcome.
+#[tokio::test]
+async fn admitted_bookings_of_one_room_type_commit_as_a_group() {
+    use innkeeper::booking::group_commit::GroupCommitter;
+    use innkeeper::store::reservations::{Committed, NewStay};
+
+    let app = TestApp::spawn().await;
+    let (hotel, room_type) = app.hotel_with_inventory(1.0, 20, app.night(1), 2).await;
+    let committer = std::sync::Arc::new(GroupCommitter::new(
+        app.db.clone(),
+        std::time::Duration::from_secs(10),
+    ));
+    let now = chrono::Utc::now();
+    let stay = |guest: usize| NewStay {
+        reservation_id: Uuid::new_v4(),
+        hotel_id: hotel,
+        room_type_id: room_type,
+        guest_id: format!("g{guest}"),
+        check_in: app.night(1),
+        check_out: app.night(3),
+        rooms: 1,
+        now,
+        hold_expires_at: now + chrono::Duration::minutes(15),
+    };
+    let mut stays: Vec<NewStay> = (0..10).map(stay).collect();
+    // A replay of the first one within the same batch: it must come back as Exists.
+    stays.push(stays[0].clone());
+    // On this single-threaded runtime every commit is queued before the drainer first runs.
+    let outcomes = join_all(stays.iter().cloned().map(|s| committer.commit(s))).await;
+    let created = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(Committed::Created(_))))
+        .count();
+    assert_eq!(created, 10, "{outcomes:?}");
+    assert!(
+        matches!(outcomes[10], Ok(Committed::Exists)),
+        "{:?}",
+        outcomes[10]
+    );
+    let client = app.db.get().await.unwrap();
+    let transactions: i64 = client
+        .query_one("SELECT count(DISTINCT xmin::text) FROM reservations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(transactions, 1);
+    assert_eq!(
+        app.reserved_in_postgres(hotel, room_type, app.night(1))
+            .await,
+        10
+    );
+
+    // One booking refused under the row locks sends the batch one by one: the others
+    // still commit.
+    client
+        .execute(
+            "UPDATE room_type_inventory SET total_reserved = capacity WHERE date = $1",
+            &[&app.night(2)],
+        )
+        .await
+        .unwrap();
+    let mut late = vec![NewStay {
+        check_in: app.night(2),
+        check_out: app.night(3),
+        ..stay(99)
+    }];
+    late.extend((100..103).map(|guest| NewStay {
+        check_out: app.night(2),
+        ..stay(guest)
+    }));
+    let outcomes = join_all(late.into_iter().map(|s| committer.commit(s))).await;
+    assert!(
+        matches!(outcomes[0], Ok(Committed::SoldOut)),
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes[1..]
+            .iter()
+            .all(|o| matches!(o, Ok(Committed::Created(_)))),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        app.reserved_in_postgres(hotel, room_type, app.night(1))
+            .await,
+        13
+    );
+    assert_eq!(app.count("reservations").await, 13);
+}
