@@ -1,0 +1,147 @@
+//! `loadgen`: the load generator and report writer of `loadtest/bench`.
+//!
+//! ```text
+//! loadgen suite  --base-url URL --staff-token T --guest-token T --database-url URL \
+//!                --pid PID --mode redis|db --out FILE    # the scenarios, as JSON rows
+//! loadgen report --raw raw.json RESULTS.json...          # the markdown tables
+//! ```
+//!
+//! It is a closed-loop generator (each connection sends its next request when the answer
+//! to the last one arrives), light enough that the server saturates before it does. The
+//! k6 scenarios next to it are for load testers; this is for the peak figures.
+
+mod client;
+mod report;
+mod scenarios;
+mod stats;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+
+use client::Target;
+use scenarios::Env;
+use stats::Row;
+
+#[derive(Debug, Parser)]
+#[command(name = "loadgen")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the rush, sold-out, spread and availability scenarios against one server.
+    Suite(SuiteArgs),
+    /// Print the markdown report of the raw limits and one or more suites.
+    Report {
+        /// The raw limits measured by `loadtest/bench` (redis-benchmark, pgbench).
+        #[arg(long)]
+        raw: PathBuf,
+        /// Suite results, in the order they should appear.
+        results: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct SuiteArgs {
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    base_url: String,
+    #[arg(long, env = "STAFF_TOKEN")]
+    staff_token: String,
+    #[arg(long, env = "GUEST_TOKEN")]
+    guest_token: String,
+    /// The service's database, read for `pg_stat_database` and oversell checks.
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    database_url: String,
+    /// The innkeeper process, whose peak RSS is reported.
+    #[arg(long)]
+    pid: u32,
+    /// `redis` or `db`: only a label, the server decides.
+    #[arg(long)]
+    mode: String,
+    #[arg(long)]
+    out: PathBuf,
+    /// The hot room type's total inventory; sellable = floor(total * 1.10).
+    #[arg(long, default_value_t = 100)]
+    rush_inventory: i64,
+    /// Demand as a multiple of the sellable capacity.
+    #[arg(long, default_value_t = 20)]
+    rush_demand: u64,
+    /// Connections opened before the rush and released at once.
+    #[arg(long, default_value_t = 1100)]
+    rush_connections: usize,
+    /// Connections of the timed scenarios.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Seconds each timed scenario runs.
+    #[arg(long, default_value_t = 15)]
+    seconds: u64,
+    #[arg(long, default_value_t = 1000)]
+    hotels: usize,
+    /// Seconds to let idle PostgreSQL backends report their transaction counts.
+    #[arg(long, default_value_t = 11)]
+    settle_seconds: u64,
+}
+
+/// What one suite wrote: its rows.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SuiteResult {
+    pub mode: String,
+    pub rows: Vec<Row>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Suite(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(suite(args)),
+        Command::Report { raw, results } => {
+            print!("{}", report::render(&raw, &results)?);
+            Ok(())
+        }
+    }
+}
+
+async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
+    let env = Env {
+        target: Target::parse(&args.base_url).await?,
+        staff: args.staff_token,
+        guest: args.guest_token,
+        mode: args.mode.clone(),
+        database_url: args.database_url,
+        pid: args.pid,
+        settle: Duration::from_secs(args.settle_seconds),
+    };
+    let duration = Duration::from_secs(args.seconds);
+    let mut rows = Vec::new();
+    eprintln!("[{}] rush and sold-out", env.mode);
+    let (rush, sold_out) = scenarios::rush_and_sold_out(
+        &env,
+        args.rush_inventory,
+        args.rush_demand,
+        args.rush_connections,
+        args.connections,
+        duration,
+    )
+    .await?;
+    rows.extend([rush, sold_out]);
+    eprintln!("[{}] creating {} hotels", env.mode, args.hotels);
+    let spread = Arc::new(scenarios::create_spread(&env, args.hotels, 16).await?);
+    eprintln!("[{}] spread bookings", env.mode);
+    rows.push(scenarios::spread_bookings(&env, spread.clone(), args.connections, duration).await?);
+    eprintln!("[{}] availability reads", env.mode);
+    rows.push(scenarios::availability_reads(&env, spread, args.connections, duration).await?);
+    let result = SuiteResult {
+        mode: args.mode,
+        rows,
+    };
+    std::fs::write(&args.out, serde_json::to_string_pretty(&result)?)?;
+    Ok(())
+}

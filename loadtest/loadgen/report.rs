@@ -1,0 +1,247 @@
+//! The markdown report: raw limits, every scenario in both modes, the rush in detail, and
+//! the ratios the issue's targets are stated in, each with its verdict.
+
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::stats::Row;
+use crate::SuiteResult;
+
+/// What `loadtest/bench` measured without innkeeper, as it writes raw.json: every run, and
+/// the best rate of each tool, which the ratios divide by.
+#[derive(Debug, Deserialize)]
+struct Raw {
+    figures: Vec<RawFigure>,
+    evalsha_rate: f64,
+    pgbench_rate: f64,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawFigure {
+    what: String,
+    generator: String,
+    clients: u64,
+    seconds: f64,
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn read<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+pub fn render(raw: &Path, results: &[PathBuf]) -> anyhow::Result<String> {
+    let raw: Raw = read(raw)?;
+    let mut rows = Vec::new();
+    for path in results {
+        rows.extend(read::<SuiteResult>(path)?.rows);
+    }
+    let mut out = String::new();
+
+    writeln!(out, "### Raw limits of this machine\n")?;
+    writeln!(
+        out,
+        "| measurement | generator | clients | seconds | throughput | p50 ms | p99 ms |"
+    )?;
+    writeln!(out, "|---|---|---:|---:|---:|---:|---:|")?;
+    for figure in &raw.figures {
+        writeln!(
+            out,
+            "| {} | {} | {} | {:.0} | {:.0}/s | {:.2} | {:.2} |",
+            figure.what,
+            figure.generator,
+            figure.clients,
+            figure.seconds,
+            figure.rate,
+            figure.p50_ms,
+            figure.p99_ms
+        )?;
+    }
+
+    writeln!(out, "\n### innkeeper, redis mode and db mode\n")?;
+    writeln!(
+        out,
+        "Latency is that of the responses the throughput counts (for the rush: its 409s). \
+         Generator: {}.\n",
+        crate::scenarios::GENERATOR
+    )?;
+    writeln!(
+        out,
+        "| scenario | mode | throughput | p50 ms | p99 ms | error rate | oversell | \
+         PG xacts / attempt | peak RSS MiB |"
+    )?;
+    writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|")?;
+    for row in &rows {
+        writeln!(
+            out,
+            "| {} | {} | {:.0} {} | {:.2} | {:.2} | {:.2}% | {} | {:.3} | {:.1} |",
+            row.scenario,
+            row.mode,
+            row.throughput,
+            row.unit,
+            row.p50_ms,
+            row.p99_ms,
+            row.error_rate * 100.0,
+            row.oversell,
+            row.pg_xacts_per_attempt(),
+            row.peak_rss_mib
+        )?;
+    }
+
+    writeln!(out, "\n### The rush in detail\n")?;
+    writeln!(
+        out,
+        "| mode | connections | sellable | 201 | 409 sold_out | sold out after s | \
+         all answered after s | 201 p50 / p99 ms | 409 p50 / p99 ms | PG xacts | \
+         PG xacts / room sold | peak RSS MiB |"
+    )?;
+    writeln!(
+        out,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )?;
+    for row in rows.iter().filter(|r| r.scenario.starts_with("rush")) {
+        let x = |key: &str| row.extra.get(key).copied().unwrap_or(0.0);
+        writeln!(
+            out,
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.3} | {:.3} | {:.1} / {:.1} | {:.1} / {:.1} | {} | {:.2} | {:.1} |",
+            row.mode,
+            x("connections"),
+            x("capacity"),
+            x("created"),
+            x("rejected"),
+            x("sell_out_s"),
+            row.elapsed_s,
+            x("p50_201_ms"),
+            x("p99_201_ms"),
+            row.p50_ms,
+            row.p99_ms,
+            row.pg_xacts,
+            x("pg_xacts_per_room_sold"),
+            row.peak_rss_mib
+        )?;
+    }
+
+    writeln!(out, "\n### Ratios and targets\n")?;
+    writeln!(out, "| ratio | value | target | met |")?;
+    writeln!(out, "|---|---:|---:|---|")?;
+    let find = |prefix: &str, mode: &str| {
+        rows.iter()
+            .find(|r| r.scenario.starts_with(prefix) && r.mode == mode)
+    };
+    let mut target = |name: String, value: Option<f64>, goal: &str, met: fn(f64) -> bool| {
+        let (value, verdict) = match value {
+            Some(v) if v.is_finite() => (format!("{v:.3}"), if met(v) { "yes" } else { "**no**" }),
+            _ => ("n/a".to_owned(), "n/a"),
+        };
+        writeln!(out, "| {name} | {value} | {goal} | {verdict} |")
+    };
+    for mode in ["redis", "db"] {
+        target(
+            format!("sold-out rejections/s ({mode} mode) / raw EVALSHA/s"),
+            find("sold out", mode).map(|r| r.throughput / raw.evalsha_rate),
+            if mode == "redis" {
+                ">= 0.35"
+            } else {
+                "(baseline)"
+            },
+            if mode == "redis" {
+                |v| v >= 0.35
+            } else {
+                |_| true
+            },
+        )?;
+    }
+    for mode in ["redis", "db"] {
+        target(
+            format!("committed bookings/s ({mode} mode, spread) / best raw pgbench TPS"),
+            find("spread", mode).map(|r| r.throughput / raw.pgbench_rate),
+            if mode == "redis" {
+                ">= 0.7"
+            } else {
+                "(baseline)"
+            },
+            if mode == "redis" {
+                |v| v >= 0.7
+            } else {
+                |_| true
+            },
+        )?;
+    }
+    let redis_rush = find("rush", "redis");
+    let db_rush = find("rush", "db");
+    let both = |f: fn(&Row) -> f64| match (redis_rush, db_rush) {
+        (Some(r), Some(d)) => Some(f(r) / f(d)),
+        _ => None,
+    };
+    target(
+        "rush: 409 p99, redis / db".into(),
+        both(|r| r.p99_ms),
+        "<= 0.1",
+        |v| v <= 0.1,
+    )?;
+    target(
+        "rush: PG transactions per room sold, redis mode".into(),
+        redis_rush.map(|r| {
+            r.extra
+                .get("pg_xacts_per_room_sold")
+                .copied()
+                .unwrap_or(f64::NAN)
+        }),
+        "<= 1.1",
+        |v| v <= 1.1,
+    )?;
+    target(
+        "rush: PG transactions per attempt, db mode".into(),
+        db_rush.map(Row::pg_xacts_per_attempt),
+        "(about 1)",
+        |_| true,
+    )?;
+    target(
+        "rush: sell-out time, redis / db".into(),
+        both(|r| r.extra.get("sell_out_s").copied().unwrap_or(f64::NAN)),
+        "<= 1",
+        |v| v <= 1.0,
+    )?;
+    for prefix in ["rush", "sold out", "spread", "availability"] {
+        let pair = (find(prefix, "redis"), find(prefix, "db"));
+        let (Some(r), Some(d)) = pair else { continue };
+        target(
+            format!("{prefix}: throughput, redis / db"),
+            Some(r.throughput / d.throughput),
+            "(shown)",
+            |_| true,
+        )?;
+        target(
+            format!("{prefix}: p99, redis / db"),
+            Some(r.p99_ms / d.p99_ms),
+            "(shown)",
+            |_| true,
+        )?;
+        target(
+            format!("{prefix}: PG xacts per attempt, redis / db"),
+            Some(r.pg_xacts_per_attempt() / d.pg_xacts_per_attempt()),
+            "(shown)",
+            |_| true,
+        )?;
+    }
+    for mode in ["redis", "db"] {
+        target(
+            format!("rush: service peak RSS MiB ({mode} mode)"),
+            find("rush", mode).map(|r| r.peak_rss_mib),
+            "<= 64",
+            |v| v <= 64.0,
+        )?;
+    }
+    target(
+        "oversell, every scenario and mode".into(),
+        Some(rows.iter().map(|r| r.oversell as f64).sum()),
+        "0",
+        |v| v == 0.0,
+    )?;
+    Ok(out)
+}

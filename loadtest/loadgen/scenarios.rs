@@ -1,0 +1,637 @@
+//! The bench's scenarios, run against one innkeeper process (one inventory mode):
+//!
+//! 1. **rush**: one hot room type of C sellable rooms; 20 x C booking attempts for the same
+//!    stay, released at once from pre-opened connections. Measures how fast it sells out,
+//!    the latency of the attempts turned away (409 `sold_out`) while it sells, and the
+//!    Postgres transactions it cost.
+//! 2. **sold_out**: the same stay, now sold out, at full speed for a fixed time: the
+//!    rejection path.
+//! 3. **spread**: bookings of 1 room for 1 or 2 nights in a random hotel of 1,000: the
+//!    commit path, with no hot rows.
+//! 4. **availability**: public availability reads of random hotels of the 1,000.
+//!
+//! Every loop is bounded by a count or a deadline. Every scenario creates its own hotels.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{Days, NaiveDate, Utc};
+use hyper::Method;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use tokio::sync::Barrier;
+use uuid::Uuid;
+
+use crate::client::{Conn, Target};
+use crate::stats::{Kind, Row, Tally};
+
+/// Everything a scenario needs to reach the service and observe it.
+pub struct Env {
+    pub target: Target,
+    pub staff: String,
+    pub guest: String,
+    pub mode: String,
+    /// The service's database, for `pg_stat_database` and the oversell checks.
+    pub database_url: String,
+    /// The innkeeper process, for its peak RSS.
+    pub pid: u32,
+    /// How long to wait for idle backends to report their transaction counts:
+    /// PostgreSQL 15+ flushes an idle backend's statistics up to 10 s late.
+    pub settle: Duration,
+}
+
+pub const GENERATOR: &str = "loadgen (Rust, hyper HTTP/1.1, closed loop)";
+
+/// A night of the hot stay: a month ahead, so it is inside every booking horizon.
+fn today() -> NaiveDate {
+    Utc::now().date_naive()
+}
+
+fn day(offset: u64) -> NaiveDate {
+    today() + Days::new(offset)
+}
+
+/// POST a hotel (timezone UTC) with one room type per name; returns the ids.
+async fn create_hotel(
+    conn: &mut Conn,
+    env: &Env,
+    name: &str,
+    ratio: f64,
+    room_types: &[&str],
+) -> anyhow::Result<(i64, Vec<i64>)> {
+    let token = Some(env.staff.as_str());
+    let hotel = conn
+        .expect(
+            Method::POST,
+            "/v1/hotels",
+            token,
+            Some(
+                json!({"name": name, "address": "1 Bench Road", "city": "Benchton",
+                       "country": "PT", "timezone": "UTC", "currency": "EUR",
+                       "overbooking_ratio": ratio})
+                .to_string(),
+            ),
+            201,
+        )
+        .await?;
+    let hotel_id = hotel["id"].as_i64().context("a hotel without an id")?;
+    let mut ids = Vec::new();
+    for room_type in room_types {
+        let created = conn
+            .expect(
+                Method::POST,
+                &format!("/v1/hotels/{hotel_id}/room-types"),
+                token,
+                Some(json!({"name": room_type, "max_occupancy": 2}).to_string()),
+                201,
+            )
+            .await?;
+        ids.push(
+            created["id"]
+                .as_i64()
+                .context("a room type without an id")?,
+        );
+    }
+    Ok((hotel_id, ids))
+}
+
+async fn put_inventory(
+    conn: &mut Conn,
+    env: &Env,
+    hotel_id: i64,
+    room_type_id: i64,
+    from: NaiveDate,
+    to: NaiveDate,
+    total: i64,
+) -> anyhow::Result<serde_json::Value> {
+    conn.expect(
+        Method::PUT,
+        &format!("/v1/hotels/{hotel_id}/room-types/{room_type_id}/inventory"),
+        Some(&env.staff),
+        Some(
+            json!({"from": from, "to": to, "total_inventory": total, "rate_cents": 12000})
+                .to_string(),
+        ),
+        200,
+    )
+    .await
+}
+
+fn booking_body(hotel_id: i64, room_type_id: i64, check_in: NaiveDate, nights: u64) -> String {
+    format!(
+        r#"{{"reservation_id":"{}","hotel_id":{hotel_id},"room_type_id":{room_type_id},"check_in":"{check_in}","check_out":"{}","rooms":1}}"#,
+        Uuid::new_v4(),
+        check_in + Days::new(nights)
+    )
+}
+
+/// Transactions started in the service's database so far (commits and rollbacks).
+/// Read on a connection of its own, with one simple query: that read is one transaction
+/// of its own, which [`PgCounter::since`] takes off.
+async fn pg_xacts(database_url: &str) -> anyhow::Result<u64> {
+    let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls)
+        .await
+        .context("connecting to the service's database for pg_stat_database")?;
+    let task = tokio::spawn(connection);
+    let rows = client
+        .simple_query(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database \
+             WHERE datname = current_database()",
+        )
+        .await?;
+    drop(client);
+    let _ = task.await;
+    rows.iter()
+        .find_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .context("pg_stat_database has no row for this database")?
+        .parse()
+        .context("xact count")
+}
+
+struct PgCounter {
+    before: u64,
+}
+
+impl PgCounter {
+    async fn start(env: &Env) -> anyhow::Result<Self> {
+        tokio::time::sleep(env.settle).await;
+        Ok(Self {
+            before: pg_xacts(&env.database_url).await?,
+        })
+    }
+
+    async fn since(self, env: &Env) -> anyhow::Result<u64> {
+        tokio::time::sleep(env.settle).await;
+        let after = pg_xacts(&env.database_url).await?;
+        // The `before` read was itself one transaction.
+        Ok(after.saturating_sub(self.before).saturating_sub(1))
+    }
+}
+
+/// The service's peak resident set so far (VmHWM), in MiB.
+pub fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                })
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+async fn open_connections(target: &Target, count: usize) -> anyhow::Result<Vec<Conn>> {
+    let mut conns = Vec::with_capacity(count);
+    for _ in 0..count {
+        conns.push(Conn::open(target).await?);
+    }
+    Ok(conns)
+}
+
+/// The rush and the sold-out phase after it, on one hot room type.
+pub async fn rush_and_sold_out(
+    env: &Env,
+    total_inventory: i64,
+    demand_factor: u64,
+    rush_conns: usize,
+    sold_out_conns: usize,
+    sold_out_for: Duration,
+) -> anyhow::Result<(Row, Row)> {
+    let mut setup = Conn::open(&env.target).await?;
+    let (hotel_id, room_types) = create_hotel(
+        &mut setup,
+        env,
+        &format!("Rush Hotel ({})", env.mode),
+        1.10,
+        &["Hot double", "Other room"],
+    )
+    .await?;
+    let (hot, other) = (room_types[0], room_types[1]);
+    let (check_in, check_out) = (day(30), day(32));
+    put_inventory(
+        &mut setup,
+        env,
+        hotel_id,
+        hot,
+        check_in,
+        check_out,
+        total_inventory,
+    )
+    .await?;
+    put_inventory(&mut setup, env, hotel_id, other, check_in, check_out, 10).await?;
+    // Sellable capacity, as API.md defines it: floor(total * ratio), ratio 1.10.
+    let capacity = (total_inventory * 110) / 100;
+    let demand = capacity as u64 * demand_factor;
+
+    // -- The rush: every connection open first, then all attempts released at once.
+    let conns = open_connections(&env.target, rush_conns.min(demand as usize)).await?;
+    let counter = PgCounter::start(env).await?;
+    // The hotel is already taking bookings when the hot dates open: one booking of another
+    // room type a moment before the rush (after the counter's settling wait, which outlasts the
+    // service's 5 s hotel cache), so the service knows the hotel. Its transactions are
+    // counted with the rush's; see BENCHMARKS.md for what a cold start costs.
+    setup
+        .expect(
+            Method::POST,
+            "/v1/reservations",
+            Some(&env.guest),
+            Some(booking_body(hotel_id, other, check_in, 2)),
+            201,
+        )
+        .await?;
+
+    let barrier = Arc::new(Barrier::new(conns.len() + 1));
+    let remaining = Arc::new(AtomicU64::new(demand));
+    let mut workers = Vec::new();
+    let started = Arc::new(std::sync::OnceLock::<Instant>::new());
+    for mut conn in conns {
+        let (barrier, remaining, started) = (barrier.clone(), remaining.clone(), started.clone());
+        let guest = env.guest.clone();
+        workers.push(tokio::spawn(async move {
+            let mut tally = Tally::default();
+            barrier.wait().await;
+            let t0 = *started.get_or_init(Instant::now);
+            while remaining
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                let body = booking_body(hotel_id, hot, check_in, 2);
+                match conn
+                    .call(Method::POST, "/v1/reservations", Some(&guest), Some(body))
+                    .await
+                {
+                    Ok(answer) => {
+                        let kind = Kind::of(answer.status, &answer.body, 201);
+                        if kind == Kind::Ok {
+                            tally.created_at_us.push(t0.elapsed().as_micros() as u64);
+                        }
+                        tally.record(kind, answer.latency);
+                    }
+                    Err(_) => tally.record(Kind::Error, Duration::ZERO),
+                }
+            }
+            tally
+        }));
+    }
+    barrier.wait().await;
+    let mut tally = Tally::default();
+    for worker in workers {
+        tally.merge(worker.await?);
+    }
+    let rush_s = started.get().map_or(0.0, |t0| t0.elapsed().as_secs_f64());
+    let rush_rss = peak_rss_mib(env.pid);
+    let xacts = counter.since(env).await?;
+
+    let inventory = setup
+        .expect(
+            Method::GET,
+            &format!(
+                "/v1/hotels/{hotel_id}/room-types/{hot}/inventory?from={check_in}&to={check_out}"
+            ),
+            Some(&env.staff),
+            None,
+            200,
+        )
+        .await?;
+    let most_reserved = inventory
+        .as_array()
+        .context("inventory is not a list")?
+        .iter()
+        .filter_map(|night| night["total_reserved"].as_i64())
+        .max()
+        .unwrap_or(0);
+    let created = tally.count(Kind::Ok);
+    let oversell = (most_reserved - capacity)
+        .max(created as i64 - capacity)
+        .max(0);
+    let sold_out_s = tally.created_at_us.iter().max().copied().unwrap_or(0) as f64 / 1e6;
+    let mut extra = BTreeMap::new();
+    extra.insert("capacity".into(), capacity as f64);
+    extra.insert("created".into(), created as f64);
+    extra.insert("reserved_in_postgres".into(), most_reserved as f64);
+    extra.insert("rejected".into(), tally.count(Kind::SoldOut) as f64);
+    extra.insert("sell_out_s".into(), sold_out_s);
+    extra.insert("p50_201_ms".into(), tally.percentile_ms(Kind::Ok, 0.50));
+    extra.insert("p99_201_ms".into(), tally.percentile_ms(Kind::Ok, 0.99));
+    extra.insert(
+        "pg_xacts_per_room_sold".into(),
+        if most_reserved > 0 {
+            xacts as f64 / most_reserved as f64
+        } else {
+            0.0
+        },
+    );
+    extra.insert("connections".into(), rush_conns.min(demand as usize) as f64);
+    let rush = Row {
+        scenario: format!("rush: {demand} attempts at once for {capacity} rooms"),
+        mode: env.mode.clone(),
+        generator: GENERATOR.into(),
+        unit: "attempts answered/s".into(),
+        throughput: tally.total() as f64 / rush_s.max(1e-9),
+        p50_ms: tally.percentile_ms(Kind::SoldOut, 0.50),
+        p99_ms: tally.percentile_ms(Kind::SoldOut, 0.99),
+        attempts: tally.total(),
+        elapsed_s: rush_s,
+        error_rate: tally.count(Kind::Error) as f64 / tally.total().max(1) as f64,
+        oversell,
+        pg_xacts: xacts,
+        peak_rss_mib: rush_rss,
+        extra,
+    };
+
+    // -- Sold out: the same stay, fresh ids, full speed for a fixed time.
+    let conns = open_connections(&env.target, sold_out_conns).await?;
+    let counter = PgCounter::start(env).await?;
+    let deadline = Instant::now() + sold_out_for;
+    let t0 = Instant::now();
+    let mut workers = Vec::new();
+    for mut conn in conns {
+        let guest = env.guest.clone();
+        workers.push(tokio::spawn(async move {
+            let mut tally = Tally::default();
+            while Instant::now() < deadline {
+                let body = booking_body(hotel_id, hot, check_in, 2);
+                match conn
+                    .call(Method::POST, "/v1/reservations", Some(&guest), Some(body))
+                    .await
+                {
+                    Ok(answer) => {
+                        let kind = Kind::of(answer.status, &answer.body, 201);
+                        tally.record(kind, answer.latency)
+                    }
+                    Err(_) => tally.record(Kind::Error, Duration::ZERO),
+                }
+            }
+            tally
+        }));
+    }
+    let mut tally = Tally::default();
+    for worker in workers {
+        tally.merge(worker.await?);
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let xacts = counter.since(env).await?;
+    // Anything created now would be past capacity: the rush sold every room.
+    let sold_out = Row {
+        scenario: "sold out: the rush's stay, after it".into(),
+        mode: env.mode.clone(),
+        generator: GENERATOR.into(),
+        unit: "409 sold_out/s".into(),
+        throughput: tally.count(Kind::SoldOut) as f64 / elapsed,
+        p50_ms: tally.percentile_ms(Kind::SoldOut, 0.50),
+        p99_ms: tally.percentile_ms(Kind::SoldOut, 0.99),
+        attempts: tally.total(),
+        elapsed_s: elapsed,
+        error_rate: (tally.count(Kind::Error) + tally.count(Kind::Ok)) as f64
+            / tally.total().max(1) as f64,
+        oversell: tally.count(Kind::Ok) as i64,
+        pg_xacts: xacts,
+        peak_rss_mib: peak_rss_mib(env.pid),
+        extra: BTreeMap::from([("connections".into(), sold_out_conns as f64)]),
+    };
+    Ok((rush, sold_out))
+}
+
+/// The 1,000 hotels of the spread and availability scenarios: one room type each, with
+/// more rooms than the bench can sell, on the nights 10..70 days ahead.
+pub struct Spread {
+    hotels: Vec<(i64, i64)>,
+}
+
+pub const SPREAD_FIRST_NIGHT: u64 = 10;
+pub const SPREAD_NIGHTS: u64 = 60;
+
+pub async fn create_spread(env: &Env, hotels: usize, conns: usize) -> anyhow::Result<Spread> {
+    let next = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..conns.max(1) {
+        let next = next.clone();
+        let mut conn = Conn::open(&env.target).await?;
+        let env = Env {
+            target: env.target.clone(),
+            staff: env.staff.clone(),
+            guest: env.guest.clone(),
+            mode: env.mode.clone(),
+            database_url: String::new(),
+            pid: env.pid,
+            settle: env.settle,
+        };
+        workers.push(tokio::spawn(async move {
+            let mut made = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= hotels as u64 {
+                    break;
+                }
+                let (hotel_id, room_types) = create_hotel(
+                    &mut conn,
+                    &env,
+                    &format!("Spread Hotel {i} ({})", env.mode),
+                    1.0,
+                    &["Double"],
+                )
+                .await?;
+                put_inventory(
+                    &mut conn,
+                    &env,
+                    hotel_id,
+                    room_types[0],
+                    day(SPREAD_FIRST_NIGHT),
+                    day(SPREAD_FIRST_NIGHT + SPREAD_NIGHTS),
+                    10_000,
+                )
+                .await?;
+                made.push((hotel_id, room_types[0]));
+            }
+            anyhow::Ok(made)
+        }));
+    }
+    let mut all = Vec::new();
+    for worker in workers {
+        all.extend(worker.await??);
+    }
+    Ok(Spread { hotels: all })
+}
+
+/// Runs `request` from `conns` connections until `duration` has passed; each call gets
+/// the worker's random generator and answers (path, token, body, expected status).
+async fn closed_loop<F>(
+    env: &Env,
+    conns: usize,
+    duration: Duration,
+    request: F,
+) -> anyhow::Result<(Tally, f64)>
+where
+    F: Fn(&mut StdRng) -> (Method, String, bool, Option<String>, u16) + Send + Sync + 'static,
+{
+    let request = Arc::new(request);
+    let connections = open_connections(&env.target, conns).await?;
+    let deadline = Instant::now() + duration;
+    let t0 = Instant::now();
+    let mut workers = Vec::new();
+    for mut conn in connections {
+        let (request, guest) = (request.clone(), env.guest.clone());
+        workers.push(tokio::spawn(async move {
+            let mut rng = StdRng::from_entropy();
+            let mut tally = Tally::default();
+            while Instant::now() < deadline {
+                let (method, path, as_guest, body, expected) = request(&mut rng);
+                let token = as_guest.then_some(guest.as_str());
+                match conn.call(method, &path, token, body).await {
+                    Ok(answer) => tally.record(
+                        Kind::of(answer.status, &answer.body, expected),
+                        answer.latency,
+                    ),
+                    Err(_) => tally.record(Kind::Error, Duration::ZERO),
+                }
+            }
+            tally
+        }));
+    }
+    let mut tally = Tally::default();
+    for worker in workers {
+        tally.merge(worker.await?);
+    }
+    Ok((tally, t0.elapsed().as_secs_f64()))
+}
+
+fn random_stay(spread: &Spread, rng: &mut StdRng) -> (i64, i64, NaiveDate, u64) {
+    let (hotel_id, room_type_id) = spread.hotels[rng.gen_range(0..spread.hotels.len())];
+    let nights = rng.gen_range(1..=2);
+    let check_in = day(SPREAD_FIRST_NIGHT + rng.gen_range(0..=SPREAD_NIGHTS - nights));
+    (hotel_id, room_type_id, check_in, nights)
+}
+
+/// Bookings spread across the hotels: the commit path.
+pub async fn spread_bookings(
+    env: &Env,
+    spread: Arc<Spread>,
+    conns: usize,
+    duration: Duration,
+) -> anyhow::Result<Row> {
+    let counter = PgCounter::start(env).await?;
+    let ids = spread.clone();
+    let (mut tally, elapsed) = closed_loop(env, conns, duration, move |rng| {
+        let (hotel_id, room_type_id, check_in, nights) = random_stay(&ids, rng);
+        let body = booking_body(hotel_id, room_type_id, check_in, nights);
+        (
+            Method::POST,
+            "/v1/reservations".into(),
+            true,
+            Some(body),
+            201,
+        )
+    })
+    .await?;
+    let xacts = counter.since(env).await?;
+    let created = tally.count(Kind::Ok);
+    let stored = stored_in(env, &spread).await?;
+    // Every 201 must be in Postgres, and no night past its capacity.
+    let oversell = (stored.reservations as i64 - created as i64).abs() + stored.nights_over;
+    Ok(Row {
+        scenario: format!("spread: bookings across {} hotels", spread.hotels.len()),
+        mode: env.mode.clone(),
+        generator: GENERATOR.into(),
+        unit: "201 created/s".into(),
+        throughput: created as f64 / elapsed,
+        p50_ms: tally.percentile_ms(Kind::Ok, 0.50),
+        p99_ms: tally.percentile_ms(Kind::Ok, 0.99),
+        attempts: tally.total(),
+        elapsed_s: elapsed,
+        error_rate: (tally.total() - created) as f64 / tally.total().max(1) as f64,
+        oversell,
+        pg_xacts: xacts,
+        peak_rss_mib: peak_rss_mib(env.pid),
+        extra: BTreeMap::from([
+            ("connections".into(), conns as f64),
+            ("created".into(), created as f64),
+            ("stored".into(), stored.reservations as f64),
+        ]),
+    })
+}
+
+struct Stored {
+    reservations: u64,
+    nights_over: i64,
+}
+
+/// Reservations Postgres holds for the spread hotels, and nights sold past capacity.
+async fn stored_in(env: &Env, spread: &Spread) -> anyhow::Result<Stored> {
+    let (client, connection) =
+        tokio_postgres::connect(&env.database_url, tokio_postgres::NoTls).await?;
+    let task = tokio::spawn(connection);
+    let hotel_ids: Vec<i64> = spread.hotels.iter().map(|(h, _)| *h).collect();
+    let reservations: i64 = client
+        .query_one(
+            "SELECT count(*) FROM reservations WHERE hotel_id = ANY($1)",
+            &[&hotel_ids],
+        )
+        .await?
+        .get(0);
+    let nights_over: i64 = client
+        .query_one(
+            "SELECT coalesce(sum(total_reserved - capacity), 0)::bigint \
+             FROM room_type_inventory WHERE total_reserved > capacity",
+            &[],
+        )
+        .await?
+        .get(0);
+    drop(client);
+    let _ = task.await;
+    Ok(Stored {
+        reservations: reservations as u64,
+        nights_over,
+    })
+}
+
+/// Public availability reads of random hotels.
+pub async fn availability_reads(
+    env: &Env,
+    spread: Arc<Spread>,
+    conns: usize,
+    duration: Duration,
+) -> anyhow::Result<Row> {
+    let counter = PgCounter::start(env).await?;
+    let ids = spread.clone();
+    let (mut tally, elapsed) = closed_loop(env, conns, duration, move |rng| {
+        let (hotel_id, _, check_in, nights) = random_stay(&ids, rng);
+        let path = format!(
+            "/v1/hotels/{hotel_id}/availability?check_in={check_in}&check_out={}&rooms=1",
+            check_in + Days::new(nights)
+        );
+        (Method::GET, path, false, None, 200)
+    })
+    .await?;
+    let xacts = counter.since(env).await?;
+    let ok = tally.count(Kind::Ok);
+    Ok(Row {
+        scenario: "availability: reads across the hotels".into(),
+        mode: env.mode.clone(),
+        generator: GENERATOR.into(),
+        unit: "200 reads/s".into(),
+        throughput: ok as f64 / elapsed,
+        p50_ms: tally.percentile_ms(Kind::Ok, 0.50),
+        p99_ms: tally.percentile_ms(Kind::Ok, 0.99),
+        attempts: tally.total(),
+        elapsed_s: elapsed,
+        error_rate: (tally.total() - ok) as f64 / tally.total().max(1) as f64,
+        oversell: 0,
+        pg_xacts: xacts,
+        peak_rss_mib: peak_rss_mib(env.pid),
+        extra: BTreeMap::from([("connections".into(), conns as f64)]),
+    })
+}
