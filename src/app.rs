@@ -132,6 +132,7 @@ impl Application {
         telemetry::register_metrics(&http::openapi());
         let db = store::connect(backends.database_url.expose(), &config)?;
         store::migrate(&db).await?;
+        store::prewarm(&db).await?;
         let redis = inventory::connect(backends.redis_url.expose(), config.redis_pool_size)?;
         let auth = Arc::new(Auth::new(&jwt_secret(&config)?));
         let listener = TcpListener::bind(config.bind)

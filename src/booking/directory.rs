@@ -43,6 +43,9 @@ impl HotelEntry {
 pub struct HotelDirectory {
     db: deadpool_postgres::Pool,
     entries: Mutex<HashMap<i64, HotelEntry>>,
+    /// One fetch at a time: when a rush hits a hotel whose entry just expired, the first
+    /// request reads it and the rest find it cached, instead of all reading it at once.
+    fetching: tokio::sync::Mutex<()>,
 }
 
 impl HotelDirectory {
@@ -50,6 +53,7 @@ impl HotelDirectory {
         Self {
             db,
             entries: Mutex::new(HashMap::new()),
+            fetching: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -57,7 +61,7 @@ impl HotelDirectory {
     pub async fn hotel(&self, hotel_id: i64) -> Result<HotelEntry, ApiError> {
         match self.cached(hotel_id) {
             Some(entry) => Ok(entry),
-            None => self.fetch(hotel_id).await,
+            None => self.fetch(hotel_id, None).await,
         }
     }
 
@@ -66,7 +70,7 @@ impl HotelDirectory {
         let entry = match self.cached(hotel_id) {
             // A room type created since the entry was read is looked up afresh.
             Some(entry) if entry.has_room_type(room_type_id) => entry,
-            _ => self.fetch(hotel_id).await?,
+            _ => self.fetch(hotel_id, Some(room_type_id)).await?,
         };
         if entry.has_room_type(room_type_id) {
             Ok(entry)
@@ -92,7 +96,15 @@ impl HotelDirectory {
             .cloned()
     }
 
-    async fn fetch(&self, hotel_id: i64) -> Result<HotelEntry, ApiError> {
+    /// Reads the hotel from Postgres, unless another request did while this one waited
+    /// its turn (and, when a room type is wanted, found it).
+    async fn fetch(&self, hotel_id: i64, wanted: Option<i64>) -> Result<HotelEntry, ApiError> {
+        let _one_at_a_time = self.fetching.lock().await;
+        if let Some(entry) = self.cached(hotel_id) {
+            if wanted.is_none_or(|room_type_id| entry.has_room_type(room_type_id)) {
+                return Ok(entry);
+            }
+        }
         let db = self.db.get().await?;
         let sql = "SELECT h.timezone, rt.room_type_id, rt.name \
                    FROM hotels h LEFT JOIN room_types rt ON rt.hotel_id = h.hotel_id \

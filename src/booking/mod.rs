@@ -279,9 +279,15 @@ impl Booker {
         let result = self.commit(request, stay, Outcome::SoldOutDbRecheck).await;
         match &result {
             Ok((Outcome::Created, _)) => {
-                if let Err(error) = cache.mark_committed(hold, COMMITTED_MARKER_TTL).await {
-                    tracing::warn!(%error, "could not mark a hold as committed");
-                }
+                // The guest need not wait for this: until it lands, a replay finds the
+                // marker still holding rooms and looks the reservation up in Postgres.
+                let cache = cache.clone();
+                let hold = hold.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = cache.mark_committed(&hold, COMMITTED_MARKER_TTL).await {
+                        tracing::warn!(%error, "could not mark a hold as committed");
+                    }
+                });
             }
             _ => {
                 let released = cache.release_hold(hold).await;

@@ -54,6 +54,19 @@ pub fn connect(url: &str, config: &Config) -> anyhow::Result<Pool> {
         .context("building the PostgreSQL pool")
 }
 
+/// Opens every connection of the pool and prepares the booking statement on each, so the
+/// first burst of bookings after a start does not wait for connections to be made.
+pub async fn prewarm(pool: &Pool) -> anyhow::Result<()> {
+    let size = pool.status().max_size;
+    let mut connections = Vec::with_capacity(size);
+    for _ in 0..size {
+        let connection = pool.get().await.context("opening the PostgreSQL pool")?;
+        reservations::prepare(&connection).await?;
+        connections.push(connection);
+    }
+    Ok(())
+}
+
 /// Applies every migration in `migrations/` that the database has not seen yet.
 pub async fn migrate(pool: &Pool) -> anyhow::Result<()> {
     let mut client = pool
