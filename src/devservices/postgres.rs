@@ -185,7 +185,9 @@ impl PostgresServer {
     fn launch(&mut self) -> Result<(), DevServicesError> {
         self.check_lock_file()?;
         let max_connections = match self.durability {
-            Durability::Durable => 100,
+            // innkeeper opens its whole pool at start-up (up to 64 in the benchmarks), and
+            // pgbench, psql or a second innkeeper may run beside it.
+            Durability::Durable => 200,
             // Tests open a pool per test and run many tests in parallel.
             Durability::Throwaway => 400,
         };
