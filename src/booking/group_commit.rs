@@ -2,10 +2,13 @@
 //! together, several to a Postgres transaction.
 //!
 //! In a rush every admitted booking updates the same few night rows, so one-by-one they
-//! queue on those row locks and each waits for its own commit flush. Here the first booking
-//! of a room type starts a drainer; bookings arriving while a transaction runs wait in a
-//! queue, and the drainer commits them together in the next one. A booking that arrives
-//! alone commits at once, so a quiet hotel pays no extra latency.
+//! queue on those row locks and each waits for its own commit flush; across many hotels,
+//! every booking pays a commit flush of its own. Here hotels are spread over shards; the
+//! first booking of a shard starts a drainer, bookings arriving while its transaction
+//! runs wait in a queue, and the drainer commits them together in the next one. A booking
+//! that arrives alone commits at once, so a quiet hotel pays no extra latency. One drainer
+//! per shard means a shard's transactions never wait on each other's row locks, and
+//! shards hold disjoint hotels, so they never wait on each other either.
 //!
 //! Each booking is still its own `book_stay()` statement, so it keeps its own outcome
 //! (created, or the id already exists). If any of them is refused under the row locks or
@@ -32,23 +35,30 @@ type Waiting = (NewStay, oneshot::Sender<Result<Committed, ApiError>>);
 pub struct GroupCommitter {
     db: deadpool_postgres::Pool,
     timeout: Duration,
-    /// Per (hotel, room type): the bookings waiting for the next transaction. A key is
-    /// present exactly while a drainer runs for it.
-    queues: Mutex<HashMap<(i64, i64), Vec<Waiting>>>,
+    /// How many shards hotels are spread over: at most this many batch transactions run
+    /// at once.
+    shards: i64,
+    /// Per shard: the bookings waiting for the next transaction. A key is present exactly
+    /// while a drainer runs for it.
+    queues: Mutex<HashMap<i64, Vec<Waiting>>>,
 }
 
 impl GroupCommitter {
+    /// Shards take half the pool, leaving the rest for bookings that commit alone and
+    /// for every other query.
     pub fn new(db: deadpool_postgres::Pool, timeout: Duration) -> Self {
+        let shards = (db.status().max_size / 2).max(1) as i64;
         Self {
             db,
             timeout,
+            shards,
             queues: Mutex::new(HashMap::new()),
         }
     }
 
     /// Commits one admitted booking, together with others of its room type.
     pub async fn commit(self: &Arc<Self>, stay: NewStay) -> Result<Committed, ApiError> {
-        let key = (stay.hotel_id, stay.room_type_id);
+        let key = stay.hotel_id.rem_euclid(self.shards);
         let (sender, receiver) = oneshot::channel();
         let start_drainer = {
             let mut queues = self.lock();
@@ -74,13 +84,13 @@ impl GroupCommitter {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(i64, i64), Vec<Waiting>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Vec<Waiting>>> {
         self.queues
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    async fn drain(&self, key: (i64, i64)) {
+    async fn drain(&self, key: i64) {
         loop {
             let batch: Vec<Waiting> = {
                 let mut queues = self.lock();
