@@ -177,9 +177,9 @@ impl Application {
         &self.state
     }
 
-    /// Serves, and runs the background jobs, until `shutdown` completes; then finishes
-    /// the requests in flight. The jobs stop with the server (a job step cut short is
-    /// repeated by the next process).
+    /// Serves, and runs the background jobs and the metrics upkeep, until `shutdown`
+    /// completes; then finishes the requests in flight. The jobs stop with the server (a
+    /// job step cut short is repeated by the next process).
     pub async fn run_until_stopped(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -193,9 +193,11 @@ impl Application {
             config.archive_interval,
         );
         let server = axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown);
+        let upkeep = telemetry::run_metrics_upkeep(self.state.metrics.clone());
         tokio::select! {
             served = server => served.context("serving HTTP"),
             () = jobs => Ok(()),
+            () = upkeep => Ok(()),
         }
     }
 }

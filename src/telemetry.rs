@@ -55,6 +55,21 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Folds recorded histogram samples into their buckets every few seconds, for as long as
+/// the returned future runs. The exporter keeps every sample until a scrape or an upkeep,
+/// so without this a process nobody scrapes grows by each request's samples (seen in the
+/// benchmark as a peak RSS climbing from one scenario to the next).
+pub async fn run_metrics_upkeep(handle: PrometheusHandle) {
+    let mut ticks = tokio::time::interval(UPKEEP_EVERY);
+    loop {
+        ticks.tick().await;
+        handle.run_upkeep();
+    }
+}
+
 const HTTP_REQUESTS: &str = "innkeeper_http_requests_total";
 const HTTP_DURATION: &str = "innkeeper_http_request_duration_seconds";
 const SCRIPT_DURATION: &str = "innkeeper_inventory_script_duration_seconds";
