@@ -196,14 +196,7 @@ impl Booker {
         let Some(cache) = &self.cache else {
             return self.commit(&request, &stay, Outcome::SoldOut).await;
         };
-        let hold = Hold {
-            reservation_id: stay.reservation_id,
-            hotel_id: stay.hotel_id,
-            room_type_id: stay.room_type_id,
-            check_in: stay.check_in,
-            check_out: stay.check_out,
-            rooms: stay.rooms,
-        };
+        let hold = Hold::from(&stay);
         match self.pre_deduct(cache, &hold, now).await {
             Ok(PreDeduct::Deducted) => {
                 if self.fault == Some(Fault::DieAfterDeduct) {
@@ -444,6 +437,19 @@ impl Booker {
 
     pub fn cache(&self) -> Option<&NightCache> {
         self.cache.as_ref()
+    }
+}
+
+impl From<&NewStay> for Hold {
+    fn from(stay: &NewStay) -> Self {
+        Self {
+            reservation_id: stay.reservation_id,
+            hotel_id: stay.hotel_id,
+            room_type_id: stay.room_type_id,
+            check_in: stay.check_in,
+            check_out: stay.check_out,
+            rooms: stay.rooms,
+        }
     }
 }
 
