@@ -30,6 +30,15 @@ use crate::telemetry;
 /// Most bookings one transaction commits.
 const MAX_BATCH: usize = 64;
 
+/// Attempts of a lone booking that Postgres chose as a deadlock victim.
+const DEADLOCK_RETRIES: u32 = 3;
+
+fn is_deadlock(error: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    error.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED)
+        || error.code() == Some(&SqlState::T_R_SERIALIZATION_FAILURE)
+}
+
 type Waiting = (NewStay, oneshot::Sender<Result<Committed, ApiError>>);
 
 pub struct GroupCommitter {
@@ -108,7 +117,10 @@ impl GroupCommitter {
         }
     }
 
-    async fn run(&self, batch: Vec<Waiting>) {
+    async fn run(&self, mut batch: Vec<Waiting>) {
+        // Rows are then locked in key order (hotel, room type, night), as a lone booking
+        // locks its own: fewer deadlocks with the transactions running beside the batch.
+        batch.sort_by_key(|(stay, _)| (stay.hotel_id, stay.room_type_id, stay.check_in));
         if batch.len() > 1 {
             let stays: Vec<&NewStay> = batch.iter().map(|(stay, _)| stay).collect();
             match self.together(&stays).await {
@@ -137,14 +149,25 @@ impl GroupCommitter {
     /// that bypassed Redis. Postgres' statement_timeout cannot fire while the server is
     /// frozen (SIGSTOP, a stalled disk), so the wait is bounded here too; the caller then
     /// compensates.
+    /// A deadlock with a batch or a cancel (Postgres picks one transaction to roll back)
+    /// is retried: the booking was rolled back whole, so running it again is safe.
     pub async fn alone(&self, stay: &NewStay) -> Result<Committed, ApiError> {
         let db = self.db.get().await?;
-        let started = Instant::now();
-        let committed = tokio::time::timeout(self.timeout, reservations::book(&db, stay))
-            .await
-            .map_err(|_elapsed| ApiError::Unavailable("the database"))??;
-        telemetry::observe_transaction("book", started);
-        Ok(committed)
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let started = Instant::now();
+            let result = tokio::time::timeout(self.timeout, reservations::book(&db, stay))
+                .await
+                .map_err(|_elapsed| ApiError::Unavailable("the database"))?;
+            telemetry::observe_transaction("book", started);
+            match result {
+                Err(error) if attempts < DEADLOCK_RETRIES && is_deadlock(&error) => {
+                    tracing::debug!(%error, attempts, "retrying a booking after a deadlock");
+                }
+                result => return Ok(result?),
+            }
+        }
     }
 
     /// Every booking of the batch in one transaction.

@@ -173,7 +173,11 @@ impl ApiError {
             let column = db.column().unwrap_or("a field").to_owned();
             return Self::invalid(column.clone(), format!("{column} is required"));
         }
-        if *code == SqlState::QUERY_CANCELED
+        // A deadlock or serialization failure rolled the transaction back whole: a retry
+        // may well succeed, so it is "unavailable, retry", not an internal error.
+        if *code == SqlState::T_R_DEADLOCK_DETECTED
+            || *code == SqlState::T_R_SERIALIZATION_FAILURE
+            || *code == SqlState::QUERY_CANCELED
             || *code == SqlState::ADMIN_SHUTDOWN
             || *code == SqlState::CRASH_SHUTDOWN
             || *code == SqlState::CANNOT_CONNECT_NOW
