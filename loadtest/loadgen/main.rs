@@ -86,6 +86,16 @@ struct SuiteArgs {
     /// Seconds to let idle PostgreSQL backends report their transaction counts.
     #[arg(long, default_value_t = 11)]
     settle_seconds: u64,
+    /// Run only the commit-path scenarios (spread and availability) or only the rush and
+    /// its sold-out phase, for a quicker look while tuning; the bench runs both.
+    #[arg(long, value_enum)]
+    only: Option<Part>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Part {
+    Rush,
+    Spread,
 }
 
 /// What one suite wrote: its rows.
@@ -121,27 +131,42 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
     };
     let duration = Duration::from_secs(args.seconds);
     let mut rows = Vec::new();
-    eprintln!("[{}] rush and sold-out", env.mode);
-    let (rush, sold_out) = scenarios::rush_and_sold_out(
-        &env,
-        args.rush_inventory,
-        args.rush_demand,
-        args.rush_connections,
-        args.connections,
-        duration,
-    )
-    .await?;
-    rows.extend([rush, sold_out]);
-    eprintln!("[{}] creating {} hotels", env.mode, args.hotels);
-    let spread = Arc::new(scenarios::create_spread(&env, args.hotels, 16).await?);
-    eprintln!("[{}] spread bookings", env.mode);
-    rows.push(scenarios::spread_bookings(&env, spread.clone(), args.connections, duration).await?);
-    eprintln!("[{}] availability reads", env.mode);
-    rows.push(scenarios::availability_reads(&env, spread, args.connections, duration).await?);
+    if args.only != Some(Part::Spread) {
+        eprintln!("[{}] rush and sold-out", env.mode);
+        let (rush, sold_out) = scenarios::rush_and_sold_out(
+            &env,
+            args.rush_inventory,
+            args.rush_demand,
+            args.rush_connections,
+            args.connections,
+            duration,
+        )
+        .await?;
+        rows.extend([rush, sold_out]);
+    }
+    if args.only != Some(Part::Rush) {
+        spread_and_availability(&env, args.hotels, args.connections, duration, &mut rows).await?;
+    }
     let result = SuiteResult {
         mode: args.mode,
         rows,
     };
     std::fs::write(&args.out, serde_json::to_string_pretty(&result)?)?;
+    Ok(())
+}
+
+async fn spread_and_availability(
+    env: &Env,
+    hotels: usize,
+    connections: usize,
+    duration: Duration,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<()> {
+    eprintln!("[{}] creating {} hotels", env.mode, hotels);
+    let spread = Arc::new(scenarios::create_spread(env, hotels, 16).await?);
+    eprintln!("[{}] spread bookings", env.mode);
+    rows.push(scenarios::spread_bookings(env, spread.clone(), connections, duration).await?);
+    eprintln!("[{}] availability reads", env.mode);
+    rows.push(scenarios::availability_reads(env, spread, connections, duration).await?);
     Ok(())
 }
