@@ -18,7 +18,7 @@ use crate::config::{Config, InventoryMode, Secret};
 use crate::devservices::{Durability, PostgresServer, RedisServer};
 use crate::http::auth::Auth;
 use crate::http::{self, AppState};
-use crate::inventory::{self, NightCache};
+use crate::inventory::{NightCache, RedisLink};
 use crate::jobs::{self, Archiver, Jobs, Reconciler, Sweeper};
 use crate::{store, telemetry};
 
@@ -133,7 +133,7 @@ impl Application {
         let db = store::connect(backends.database_url.expose(), &config)?;
         store::migrate(&db).await?;
         store::prewarm(&db).await?;
-        let redis = inventory::connect(backends.redis_url.expose(), config.redis_pool_size)?;
+        let redis = RedisLink::connect(backends.redis_url.expose(), config.redis_pool_size)?;
         let auth = Arc::new(Auth::new(&jwt_secret(&config)?));
         let listener = TcpListener::bind(config.bind)
             .await

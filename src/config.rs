@@ -98,7 +98,9 @@ pub struct Config {
     pub in_flight_ttl: Duration,
     /// `INNKEEPER_DB_POOL_SIZE`, default 16.
     pub db_pool_size: usize,
-    /// `INNKEEPER_REDIS_POOL_SIZE`, default 16.
+    /// `INNKEEPER_REDIS_POOL_SIZE`, default 1: Redis connections, each shared by every
+    /// call in flight (multiplexed). One batches the most calls per socket write; more
+    /// only spread them thinner (see inventory::link).
     pub redis_pool_size: usize,
     /// `INNKEEPER_DB_STATEMENT_TIMEOUT_MS`, default 5000: a booking that waits longer on
     /// Postgres is answered 503 and its Redis deduction given back.
@@ -137,7 +139,7 @@ impl Default for Config {
             hold_ttl: Duration::from_secs(900),
             in_flight_ttl: Duration::from_secs(30),
             db_pool_size: 16,
-            redis_pool_size: 16,
+            redis_pool_size: 1,
             db_statement_timeout: Duration::from_millis(5000),
             limits: BookingLimits::default(),
             log_format: LogFormat::Text,

@@ -10,7 +10,7 @@ use innkeeper::app::{self, Application, Backends};
 use innkeeper::clock::{Clock, SystemClock};
 use innkeeper::config::{Config, InventoryMode};
 use innkeeper::http::auth::{Auth, Role};
-use innkeeper::inventory::{self, NightCache};
+use innkeeper::inventory::{NightCache, RedisLink};
 use innkeeper::jobs::Reconciler;
 use innkeeper::{demo, store, telemetry};
 
@@ -107,7 +107,7 @@ fn run(command: Option<Command>, config: Config) -> anyhow::Result<()> {
             store::migrate(&db).await?;
             let cache = match config.inventory_mode {
                 InventoryMode::Redis => Some(NightCache::new(
-                    inventory::connect(backends.redis_url.expose(), config.redis_pool_size)?,
+                    RedisLink::connect(backends.redis_url.expose(), config.redis_pool_size)?,
                     &config.redis_key_prefix,
                     config.in_flight_ttl,
                 )),

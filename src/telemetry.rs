@@ -14,6 +14,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::booking::Outcome;
 use crate::config::LogFormat;
+use crate::inventory::RedisLink;
 
 /// Installs the global log subscriber once; later calls (tests build many apps in one
 /// process) are no-ops.
@@ -279,17 +280,32 @@ pub fn observe_transaction(operation: &'static str, started: Instant) {
 
 /// Samples both connection pools into their gauges. Called on every scrape, so the gauges
 /// are exactly as fresh as the scrape that reads them, with no task of their own.
-pub fn record_pools(db: &deadpool_postgres::Pool, redis: &deadpool_redis::Pool) {
-    record_pool(DB_POOL, db.status());
-    record_pool(REDIS_POOL, redis.status());
+pub fn record_pools(db: &deadpool_postgres::Pool, redis: &RedisLink) {
+    let status = db.status();
+    record_pool(
+        DB_POOL,
+        status.available,
+        status.size.saturating_sub(status.available),
+        status.waiting,
+        status.max_size,
+    );
+    // Redis connections are shared, not checked out: a connection is in use while it
+    // carries a call, and a call waits when it is queued behind another on its connection.
+    let status = redis.status();
+    record_pool(
+        REDIS_POOL,
+        status.max - status.in_use,
+        status.in_use,
+        status.waiting,
+        status.max,
+    );
 }
 
-fn record_pool(name: &'static str, status: deadpool_postgres::Status) {
-    let in_use = status.size.saturating_sub(status.available);
-    metrics::gauge!(name, "state" => "idle").set(status.available as f64);
+fn record_pool(name: &'static str, idle: usize, in_use: usize, waiting: usize, max: usize) {
+    metrics::gauge!(name, "state" => "idle").set(idle as f64);
     metrics::gauge!(name, "state" => "in_use").set(in_use as f64);
-    metrics::gauge!(name, "state" => "waiting").set(status.waiting as f64);
-    metrics::gauge!(name, "state" => "max").set(status.max_size as f64);
+    metrics::gauge!(name, "state" => "waiting").set(waiting as f64);
+    metrics::gauge!(name, "state" => "max").set(max as f64);
 }
 
 /// A server innkeeper depends on, as probed for `innkeeper_backend_up{backend}`.

@@ -42,7 +42,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct AppState {
     pub config: Arc<Config>,
     pub db: deadpool_postgres::Pool,
-    pub redis: deadpool_redis::Pool,
+    pub redis: crate::inventory::RedisLink,
     pub auth: Arc<Auth>,
     pub clock: Arc<dyn Clock>,
     pub metrics: PrometheusHandle,

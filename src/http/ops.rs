@@ -96,9 +96,8 @@ async fn postgres_answers(state: &AppState) -> bool {
 /// Whether Redis answers `PING` within [`PROBE_TIMEOUT`].
 async fn redis_answers(state: &AppState) -> bool {
     let probe = async {
-        let mut connection = state.redis.get().await.ok()?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut *connection)
+        let call = state.redis.connection().await.ok()?;
+        call.run(redis::cmd("PING").query_async::<String>(&mut call.manager()))
             .await
             .ok()
     };

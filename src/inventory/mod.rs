@@ -1,4 +1,4 @@
-//! Redis, the fast path in front of Postgres: the connection pool, the key layout of
+//! Redis, the fast path in front of Postgres: the shared connections, the key layout of
 //! per-night inventory, and the Lua scripts that pre-deduct it.
 //!
 //! Redis is a cache. Postgres holds the truth and re-checks every booking; what Redis gets
@@ -7,40 +7,18 @@
 //! oversell. Nights load from Postgres on a miss and expire by TTL after they pass.
 
 pub mod keys;
+pub mod link;
 pub mod scripts;
 
 use std::time::Duration;
 
-use anyhow::Context;
 use chrono::NaiveDate;
-use deadpool_redis::{PoolConfig, Runtime, Timeouts};
 use uuid::Uuid;
 
 use crate::store::inventory::Night;
 use keys::{night_expires_at, KeyLayout};
+pub use link::RedisLink;
 pub use scripts::PreDeduct;
-
-/// A pool of connections to the Redis at `url`. Connecting is bounded to a second, and
-/// every call to [`CALL_TIMEOUT`] (see [`NightCache`]), so that when Redis is down or
-/// frozen the booking path notices quickly and takes the Postgres-only route. Waiting for
-/// a busy connection is not bounded on its own: a burst is not an outage (a booking that
-/// bypassed Redis would leave it behind Postgres until the reconciler runs), and every
-/// connection is given back within a call timeout.
-pub fn connect(url: &str, size: usize) -> anyhow::Result<deadpool_redis::Pool> {
-    let mut config = deadpool_redis::Config::from_url(url);
-    config.pool = Some(PoolConfig {
-        max_size: size,
-        timeouts: Timeouts {
-            wait: None,
-            create: Some(Duration::from_secs(1)),
-            recycle: Some(Duration::from_secs(1)),
-        },
-        ..PoolConfig::default()
-    });
-    config
-        .create_pool(Some(Runtime::Tokio1))
-        .context("REDIS_URL is not a valid Redis URL")
-}
 
 /// Longest a Redis call may take. A script runs in well under a millisecond; a call this
 /// slow means Redis is frozen or unreachable. Whether a timed-out script ran is unknown:
@@ -48,22 +26,10 @@ pub fn connect(url: &str, size: usize) -> anyhow::Result<deadpool_redis::Pool> {
 /// which can turn guests away early but never oversell.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Runs one Redis call within [`CALL_TIMEOUT`].
-async fn bounded<T>(
-    call: impl std::future::Future<Output = redis::RedisResult<T>>,
-) -> Result<T, CacheError> {
-    match tokio::time::timeout(CALL_TIMEOUT, call).await {
-        Ok(result) => Ok(result?),
-        Err(_elapsed) => Err(CacheError::Timeout),
-    }
-}
-
 /// Why a Redis call failed: the booking path treats every one the same way (carry on
 /// without Redis, leave repairs to the reconciler), so one type carries them all.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
-    #[error("no Redis connection: {0}")]
-    Pool(#[from] deadpool_redis::PoolError),
     #[error("Redis: {0}")]
     Redis(#[from] redis::RedisError),
     #[error("reserve.lua answered {0:?}, which its header does not list")]
@@ -141,15 +107,15 @@ pub struct ReconcileCounts {
 /// Per-night room-type inventory in Redis.
 #[derive(Clone)]
 pub struct NightCache {
-    pool: deadpool_redis::Pool,
+    link: RedisLink,
     keys: KeyLayout,
     hold_marker_ttl: Duration,
 }
 
 impl NightCache {
-    pub fn new(pool: deadpool_redis::Pool, prefix: &str, hold_marker_ttl: Duration) -> Self {
+    pub fn new(link: RedisLink, prefix: &str, hold_marker_ttl: Duration) -> Self {
         Self {
-            pool,
+            link,
             keys: KeyLayout::new(prefix),
             hold_marker_ttl,
         }
@@ -181,7 +147,8 @@ impl NightCache {
     /// Deducts the hold's rooms on every night, or on none, and records it as in flight
     /// until `deadline` (unix seconds), by which its transaction has surely ended.
     pub async fn reserve(&self, hold: &Hold, deadline: i64) -> Result<PreDeduct, CacheError> {
-        let mut connection = self.pool.get().await?;
+        let call = self.link.connection().await?;
+        let mut connection = call.manager();
         let mut invocation = self.hold_invocation(&scripts::RESERVE, hold);
         invocation
             .arg(hold.rooms)
@@ -189,7 +156,7 @@ impl NightCache {
             .arg(hold.reservation_id.to_string())
             .arg(hold.in_flight_entry(deadline));
         let started = std::time::Instant::now();
-        let reply: Vec<i64> = bounded(invocation.invoke_async(&mut *connection)).await?;
+        let reply: Vec<i64> = call.run(invocation.invoke_async(&mut connection)).await?;
         crate::telemetry::observe_script("reserve", started);
         scripts::decode_reserve(&reply).ok_or(CacheError::UnknownReply(reply))
     }
@@ -206,14 +173,15 @@ impl NightCache {
     }
 
     async fn release(&self, hold: &Hold, mode: &str) -> Result<bool, CacheError> {
-        let mut connection = self.pool.get().await?;
+        let call = self.link.connection().await?;
+        let mut connection = call.manager();
         let mut invocation = self.hold_invocation(&scripts::RELEASE, hold);
         invocation
             .arg(hold.rooms)
             .arg(mode)
             .arg(hold.reservation_id.to_string());
         let started = std::time::Instant::now();
-        let released: i64 = bounded(invocation.invoke_async(&mut *connection)).await?;
+        let released: i64 = call.run(invocation.invoke_async(&mut connection)).await?;
         crate::telemetry::observe_script("release", started);
         Ok(released == 1)
     }
@@ -222,7 +190,8 @@ impl NightCache {
     /// deducting again, and release.lua never gives a committed stay back as an
     /// uncommitted hold), and it leaves the in-flight hash, atomically.
     pub async fn mark_committed(&self, hold: &Hold, ttl: Duration) -> Result<(), CacheError> {
-        let mut connection = self.pool.get().await?;
+        let call = self.link.connection().await?;
+        let mut connection = call.manager();
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("SET")
@@ -235,16 +204,17 @@ impl NightCache {
             .arg(self.keys.in_flight(hold.hotel_id))
             .arg(hold.reservation_id.to_string())
             .ignore();
-        bounded(pipe.query_async::<()>(&mut *connection)).await?;
+        call.run(pipe.query_async::<()>(&mut connection)).await?;
         Ok(())
     }
 
     /// The hotel's in-flight deductions: (reservation id, entry).
     pub async fn in_flight(&self, hotel_id: i64) -> Result<Vec<(String, String)>, CacheError> {
-        let mut connection = self.pool.get().await?;
+        let call = self.link.connection().await?;
+        let mut connection = call.manager();
         let mut command = redis::cmd("HGETALL");
         command.arg(self.keys.in_flight(hotel_id));
-        bounded(command.query_async(&mut *connection)).await
+        call.run(command.query_async(&mut connection)).await
     }
 
     /// Runs reconcile.lua for one room type (see its header for the argument that no
@@ -257,7 +227,8 @@ impl NightCache {
         snapshot_unix: i64,
         known: &[KnownDeduction],
     ) -> Result<ReconcileCounts, CacheError> {
-        let mut connection = self.pool.get().await?;
+        let call = self.link.connection().await?;
+        let mut connection = call.manager();
         let mut invocation = scripts::RECONCILE.prepare_invoke();
         for night in nights {
             invocation.key(self.keys.night(hotel_id, room_type_id, night.date));
@@ -283,7 +254,7 @@ impl NightCache {
                 .arg(&deduction.entry);
         }
         let started = std::time::Instant::now();
-        let reply: Vec<i64> = bounded(invocation.invoke_async(&mut *connection)).await?;
+        let reply: Vec<i64> = call.run(invocation.invoke_async(&mut connection)).await?;
         crate::telemetry::observe_script("reconcile", started);
         match reply[..] {
             [checked, drifted, repaired, deferred] => Ok(ReconcileCounts {
@@ -307,7 +278,8 @@ impl NightCache {
         if nights.is_empty() {
             return Ok(());
         }
-        let mut connection = self.pool.get().await?;
+        let call = self.link.connection().await?;
+        let mut connection = call.manager();
         let mut invocation = scripts::LOAD_NIGHTS.prepare_invoke();
         invocation.arg(match mode {
             LoadMode::Absent => "absent",
@@ -322,7 +294,7 @@ impl NightCache {
                 .arg(night_expires_at(night.date));
         }
         let started = std::time::Instant::now();
-        let _written: i64 = bounded(invocation.invoke_async(&mut *connection)).await?;
+        let _written: i64 = call.run(invocation.invoke_async(&mut connection)).await?;
         crate::telemetry::observe_script("load_nights", started);
         Ok(())
     }
@@ -335,7 +307,8 @@ impl NightCache {
         room_type_ids: &[i64],
         nights: &[NaiveDate],
     ) -> Result<Vec<Vec<Option<CachedNight>>>, CacheError> {
-        let mut connection = self.pool.get().await?;
+        let call = self.link.connection().await?;
+        let mut connection = call.manager();
         let mut pipe = redis::pipe();
         for room_type_id in room_type_ids {
             for key in self.night_keys(hotel_id, *room_type_id, nights) {
@@ -343,7 +316,7 @@ impl NightCache {
             }
         }
         let replies: Vec<(Option<i64>, Option<i64>, Option<i64>)> =
-            bounded(pipe.query_async(&mut *connection)).await?;
+            call.run(pipe.query_async(&mut connection)).await?;
         let mut replies = replies.into_iter();
         Ok(room_type_ids
             .iter()

@@ -196,7 +196,7 @@ pub struct TestApp {
     pub state: innkeeper::http::AppState,
     pub http: reqwest::Client,
     pub db: deadpool_postgres::Pool,
-    pub redis: deadpool_redis::Pool,
+    pub redis: innkeeper::inventory::RedisLink,
     pub prefix: String,
     pub clock: Arc<ManualClock>,
     started: NaiveDate,
@@ -452,7 +452,7 @@ impl TestApp {
         room_type: i64,
         night: NaiveDate,
     ) -> Option<i64> {
-        let mut connection = self.redis.get().await.expect("a Redis connection");
+        let mut connection = self.redis.connection().await.expect("a Redis connection");
         redis::cmd("HGET")
             .arg(self.night_key(hotel, room_type, night))
             .arg("res")

@@ -225,7 +225,7 @@ async fn night_keys_expire_a_day_after_their_night() {
     let app = TestApp::spawn().await;
     let (hotel, room_type) = app.hotel_with_inventory(1.0, 5, app.night(3), 1).await;
     let night = app.night(3);
-    let mut connection = app.redis.get().await.unwrap();
+    let mut connection = app.redis.connection().await.unwrap();
     let expires_at: i64 = redis::cmd("EXPIRETIME")
         .arg(app.night_key(hotel, room_type, night))
         .query_async(&mut *connection)
@@ -259,7 +259,7 @@ async fn the_reconciler_repairs_redis_in_both_directions() {
             201
         );
     }
-    let mut connection = app.redis.get().await.unwrap();
+    let mut connection = app.redis.connection().await.unwrap();
     // Night 1 lost its deductions (as after a restart), night 2 kept one that never
     // committed, night 3 vanished.
     redis::cmd("HSET")
