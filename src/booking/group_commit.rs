@@ -10,6 +10,10 @@
 //! per shard means a shard's transactions never wait on each other's row locks, and
 //! shards hold disjoint hotels, so they never wait on each other either.
 //!
+//! A batch sends its statements together (tokio-postgres pipelines them on the
+//! connection), so it costs about one round trip and one commit flush, not one per
+//! booking.
+//!
 //! Each booking is still its own `book_stay()` statement, so it keeps its own outcome
 //! (created, or the id already exists). If any of them is refused under the row locks or
 //! fails, the transaction is rolled back and each booking of the batch runs on its own, so
@@ -53,10 +57,15 @@ pub struct GroupCommitter {
 }
 
 impl GroupCommitter {
-    /// Shards take half the pool, leaving the rest for bookings that commit alone and
-    /// for every other query.
+    /// One shard per core, at least two, and never more than half the pool (the rest is
+    /// for bookings that commit alone and every other query). Fewer shards batch more:
+    /// with a shard per two pool connections, bookings spread across 1,000 hotels took
+    /// 1.0 transactions each; with two shards, 0.23, and 10 to 20% more of them commit
+    /// per second. Two keep one shard's statements running while the other's commit
+    /// waits for its flush.
     pub fn new(db: deadpool_postgres::Pool, timeout: Duration) -> Self {
-        let shards = (db.status().max_size / 2).max(1) as i64;
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        let shards = cores.max(2).min(db.status().max_size / 2).max(1) as i64;
         Self {
             db,
             timeout,
@@ -179,8 +188,11 @@ impl GroupCommitter {
         let attempt = async {
             let tx = db.transaction().await.map_err(|_| Together::OneByOne)?;
             let mut outcomes = Vec::with_capacity(stays.len());
-            for stay in stays {
-                match reservations::book(&tx, stay).await {
+            let replies =
+                futures::future::join_all(stays.iter().map(|stay| reservations::book(&tx, stay)))
+                    .await;
+            for reply in replies {
+                match reply {
                     // A refusal under the row locks aborted the transaction (and is
                     // rare: Redis admitted every booking here).
                     Ok(Committed::SoldOut) | Err(_) => return Err(Together::OneByOne),
