@@ -197,11 +197,15 @@ impl Config {
                 "INNKEEPER_IN_FLIGHT_TTL",
                 defaults.in_flight_ttl,
             )?,
-            db_pool_size: positive(&get("INNKEEPER_DB_POOL_SIZE"), "INNKEEPER_DB_POOL_SIZE", 16)?,
+            db_pool_size: positive(
+                &get("INNKEEPER_DB_POOL_SIZE"),
+                "INNKEEPER_DB_POOL_SIZE",
+                defaults.db_pool_size,
+            )?,
             redis_pool_size: positive(
                 &get("INNKEEPER_REDIS_POOL_SIZE"),
                 "INNKEEPER_REDIS_POOL_SIZE",
-                16,
+                defaults.redis_pool_size,
             )?,
             db_statement_timeout: Duration::from_millis(positive(
                 &get("INNKEEPER_DB_STATEMENT_TIMEOUT_MS"),
@@ -374,6 +378,16 @@ mod tests {
         assert_eq!(config.inventory_mode, InventoryMode::Redis);
         assert_eq!(config.hold_ttl, Duration::from_secs(900));
         assert!(config.is_embedded());
+    }
+
+    #[test]
+    fn unset_settings_take_the_documented_defaults() {
+        let config = Config::from_vars(HashMap::new()).unwrap();
+        let defaults = Config::default();
+        assert_eq!(config.db_pool_size, defaults.db_pool_size);
+        assert_eq!(config.redis_pool_size, 1);
+        assert_eq!(config.db_statement_timeout, defaults.db_statement_timeout);
+        assert_eq!(config.in_flight_ttl, defaults.in_flight_ttl);
     }
 
     #[test]

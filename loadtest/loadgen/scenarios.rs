@@ -406,6 +406,59 @@ pub async fn rush_and_sold_out(
     Ok((rush, sold_out))
 }
 
+/// The floor under the rush's latency: the same burst (as many connections, released at
+/// once, as many requests) on `GET /healthz`, which touches neither Redis nor Postgres.
+/// No booking path can answer the rush faster than this on the same machine.
+pub async fn burst_floor(env: &Env, requests: u64, conns: usize) -> anyhow::Result<Row> {
+    let conns = open_connections(&env.target, conns.min(requests as usize)).await?;
+    let barrier = Arc::new(Barrier::new(conns.len() + 1));
+    let remaining = Arc::new(AtomicU64::new(requests));
+    let started = Arc::new(std::sync::OnceLock::<Instant>::new());
+    let mut workers = Vec::new();
+    for mut conn in conns {
+        let (barrier, remaining, started) = (barrier.clone(), remaining.clone(), started.clone());
+        workers.push(tokio::spawn(async move {
+            let mut tally = Tally::default();
+            barrier.wait().await;
+            started.get_or_init(Instant::now);
+            while remaining
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                match conn.call(Method::GET, "/healthz", None, None).await {
+                    Ok(answer) => {
+                        tally.record(Kind::of(answer.status, &answer.body, 200), answer.latency)
+                    }
+                    Err(_) => tally.record(Kind::Error, Duration::ZERO),
+                }
+            }
+            tally
+        }));
+    }
+    barrier.wait().await;
+    let mut tally = Tally::default();
+    for worker in workers {
+        tally.merge(worker.await?);
+    }
+    let elapsed = started.get().map_or(0.0, |t0| t0.elapsed().as_secs_f64());
+    Ok(Row {
+        scenario: format!("floor: the rush's burst of {requests} on GET /healthz"),
+        mode: env.mode.clone(),
+        generator: GENERATOR.into(),
+        unit: "200 answered/s".into(),
+        throughput: tally.count(Kind::Ok) as f64 / elapsed.max(1e-9),
+        p50_ms: tally.percentile_ms(Kind::Ok, 0.50),
+        p99_ms: tally.percentile_ms(Kind::Ok, 0.99),
+        attempts: tally.total(),
+        elapsed_s: elapsed,
+        error_rate: tally.count(Kind::Error) as f64 / tally.total().max(1) as f64,
+        oversell: 0,
+        pg_xacts: 0,
+        peak_rss_mib: peak_rss_mib(env.pid),
+        extra: BTreeMap::from([("connections".into(), tally.total().min(requests) as f64)]),
+    })
+}
+
 /// The 1,000 hotels of the spread and availability scenarios: one room type each, with
 /// more rooms than the bench can sell, on the nights 10..70 days ahead.
 pub struct Spread {
