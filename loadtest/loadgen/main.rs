@@ -146,6 +146,8 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         eprintln!("[{}] the rush's burst on /healthz", env.mode);
         let demand = (args.rush_inventory * 110 / 100) as u64 * args.rush_demand;
         rows.push(scenarios::burst_floor(&env, demand, args.rush_connections).await?);
+        eprintln!("[{}] /healthz at full speed", env.mode);
+        rows.push(scenarios::healthz_loop(&env, args.connections, duration).await?);
     }
     if args.only != Some(Part::Rush) {
         spread_and_availability(&env, args.hotels, args.connections, duration, &mut rows).await?;

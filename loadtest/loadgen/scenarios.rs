@@ -652,6 +652,33 @@ async fn stored_in(env: &Env, spread: &Spread) -> anyhow::Result<Stored> {
 }
 
 /// Public availability reads of random hotels.
+/// The floor under the sold-out phase: `GET /healthz`, which reaches neither store, at
+/// full speed from as many connections. A rejection costs this much HTTP plus its Redis
+/// call, so its rate can approach this one and never pass it.
+pub async fn healthz_loop(env: &Env, conns: usize, duration: Duration) -> anyhow::Result<Row> {
+    let (mut tally, elapsed) = closed_loop(env, conns, duration, |_| {
+        (Method::GET, "/healthz".to_owned(), false, None, 200)
+    })
+    .await?;
+    let ok = tally.count(Kind::Ok);
+    Ok(Row {
+        scenario: "floor: GET /healthz at full speed".into(),
+        mode: env.mode.clone(),
+        generator: GENERATOR.into(),
+        unit: "200 answered/s".into(),
+        throughput: ok as f64 / elapsed,
+        p50_ms: tally.percentile_ms(Kind::Ok, 0.50),
+        p99_ms: tally.percentile_ms(Kind::Ok, 0.99),
+        attempts: tally.total(),
+        elapsed_s: elapsed,
+        error_rate: (tally.total() - ok) as f64 / tally.total().max(1) as f64,
+        oversell: 0,
+        pg_xacts: 0,
+        peak_rss_mib: peak_rss_mib(env.pid),
+        extra: BTreeMap::from([("connections".into(), conns as f64)]),
+    })
+}
+
 pub async fn availability_reads(
     env: &Env,
     spread: Arc<Spread>,
