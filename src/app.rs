@@ -159,8 +159,8 @@ impl Application {
             auth,
             clock,
             metrics,
-            booker,
-            jobs,
+            booker: Arc::new(booker),
+            jobs: Arc::new(jobs),
         };
         Ok(Self {
             listener,
@@ -187,7 +187,7 @@ impl Application {
         tracing::info!(address = %self.listener.local_addr()?, "innkeeper is serving");
         let config = &self.state.config;
         let jobs = jobs::run_until_stopped(
-            self.state.jobs.clone(),
+            Jobs::clone(&self.state.jobs),
             config.reconcile_interval,
             config.sweep_interval,
             config.archive_interval,

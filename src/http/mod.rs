@@ -37,7 +37,9 @@ use error::ApiError;
 /// Largest request body accepted; larger ones are answered 413 `payload_too_large`.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// What every handler can reach. Cloned per request, so everything in it is cheap to clone.
+/// What every handler can reach. Cloned per request, so everything in it is cheap to clone:
+/// the booker and the jobs, which hold pools and caches of their own, sit behind one
+/// reference count each.
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
@@ -46,8 +48,8 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     pub clock: Arc<dyn Clock>,
     pub metrics: PrometheusHandle,
-    pub booker: Booker,
-    pub jobs: Jobs,
+    pub booker: Arc<Booker>,
+    pub jobs: Arc<Jobs>,
 }
 
 #[derive(OpenApi)]

@@ -34,9 +34,9 @@ pub fn request_span(request: &Request<Body>) -> Span {
     tracing::info_span!(
         "request",
         request_id,
-        method = %request.method(),
+        method = request.method().as_str(),
         route,
-        path = %request.uri().path(),
+        path = request.uri().path(),
     )
 }
 

@@ -11,22 +11,20 @@ use uuid::Uuid;
 
 #[derive(Debug, Clone)]
 pub struct KeyLayout {
-    prefix: String,
+    prefix: std::sync::Arc<str>,
 }
 
 impl KeyLayout {
     pub fn new(prefix: impl Into<String>) -> Self {
         Self {
-            prefix: prefix.into(),
+            prefix: prefix.into().into(),
         }
     }
 
+    /// A date's `Display` is `YYYY-MM-DD`, written directly: a `format("%Y-%m-%d")` parses
+    /// its pattern on every call, and every booking builds a key per night.
     pub fn night(&self, hotel_id: i64, room_type_id: i64, night: NaiveDate) -> String {
-        format!(
-            "{}night:{{{hotel_id}}}:{room_type_id}:{}",
-            self.prefix,
-            night.format("%Y-%m-%d")
-        )
+        format!("{}night:{{{hotel_id}}}:{room_type_id}:{night}", self.prefix)
     }
 
     pub fn hold(&self, hotel_id: i64, reservation_id: Uuid) -> String {

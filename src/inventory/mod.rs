@@ -78,10 +78,7 @@ impl Hold {
     fn in_flight_entry(&self, deadline: i64) -> String {
         format!(
             "{}|{}|{}|{}|{deadline}",
-            self.rooms,
-            self.room_type_id,
-            self.check_in.format("%Y-%m-%d"),
-            self.check_out.format("%Y-%m-%d")
+            self.rooms, self.room_type_id, self.check_in, self.check_out
         )
     }
 }
