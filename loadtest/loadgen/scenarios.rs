@@ -202,6 +202,58 @@ async fn open_connections(target: &Target, count: usize) -> anyhow::Result<Vec<C
     Ok(conns)
 }
 
+/// Releases `requests` requests at once over pre-opened connections, each connection
+/// sending its next as soon as its last is answered. Returns the tally (with the arrival
+/// time of every expected answer) and the seconds from the release to the last answer.
+async fn at_once<F>(
+    conns: Vec<Conn>,
+    requests: u64,
+    expected: u16,
+    request: F,
+) -> anyhow::Result<(Tally, f64)>
+where
+    F: Fn() -> (Method, &'static str, Option<String>, Option<String>) + Send + Sync + 'static,
+{
+    let request = Arc::new(request);
+    let barrier = Arc::new(Barrier::new(conns.len() + 1));
+    let remaining = Arc::new(AtomicU64::new(requests));
+    let started = Arc::new(std::sync::OnceLock::<Instant>::new());
+    let mut workers = Vec::new();
+    for mut conn in conns {
+        let (barrier, remaining, started) = (barrier.clone(), remaining.clone(), started.clone());
+        let request = request.clone();
+        workers.push(tokio::spawn(async move {
+            let mut tally = Tally::default();
+            barrier.wait().await;
+            let t0 = *started.get_or_init(Instant::now);
+            while remaining
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                let (method, path, token, body) = request();
+                match conn.call(method, path, token.as_deref(), body).await {
+                    Ok(answer) => {
+                        let kind = Kind::of(answer.status, &answer.body, expected);
+                        if kind == Kind::Ok {
+                            tally.created_at_us.push(t0.elapsed().as_micros() as u64);
+                        }
+                        tally.record(kind, answer.latency);
+                    }
+                    Err(_) => tally.record(Kind::Error, Duration::ZERO),
+                }
+            }
+            tally
+        }));
+    }
+    barrier.wait().await;
+    let mut tally = Tally::default();
+    for worker in workers {
+        tally.merge(worker.await?);
+    }
+    let elapsed = started.get().map_or(0.0, |t0| t0.elapsed().as_secs_f64());
+    Ok((tally, elapsed))
+}
+
 /// The rush and the sold-out phase after it, on one hot room type.
 pub async fn rush_and_sold_out(
     env: &Env,
@@ -254,45 +306,17 @@ pub async fn rush_and_sold_out(
         )
         .await?;
 
-    let barrier = Arc::new(Barrier::new(conns.len() + 1));
-    let remaining = Arc::new(AtomicU64::new(demand));
-    let mut workers = Vec::new();
-    let started = Arc::new(std::sync::OnceLock::<Instant>::new());
-    for mut conn in conns {
-        let (barrier, remaining, started) = (barrier.clone(), remaining.clone(), started.clone());
-        let guest = env.guest.clone();
-        workers.push(tokio::spawn(async move {
-            let mut tally = Tally::default();
-            barrier.wait().await;
-            let t0 = *started.get_or_init(Instant::now);
-            while remaining
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-                .is_ok()
-            {
-                let body = booking_body(hotel_id, hot, check_in, 2);
-                match conn
-                    .call(Method::POST, "/v1/reservations", Some(&guest), Some(body))
-                    .await
-                {
-                    Ok(answer) => {
-                        let kind = Kind::of(answer.status, &answer.body, 201);
-                        if kind == Kind::Ok {
-                            tally.created_at_us.push(t0.elapsed().as_micros() as u64);
-                        }
-                        tally.record(kind, answer.latency);
-                    }
-                    Err(_) => tally.record(Kind::Error, Duration::ZERO),
-                }
-            }
-            tally
-        }));
-    }
-    barrier.wait().await;
-    let mut tally = Tally::default();
-    for worker in workers {
-        tally.merge(worker.await?);
-    }
-    let rush_s = started.get().map_or(0.0, |t0| t0.elapsed().as_secs_f64());
+    let guest = env.guest.clone();
+    let (mut tally, rush_s) = at_once(conns, demand, 201, move || {
+        let body = booking_body(hotel_id, hot, check_in, 2);
+        (
+            Method::POST,
+            "/v1/reservations",
+            Some(guest.clone()),
+            Some(body),
+        )
+    })
+    .await?;
     let rush_rss = peak_rss_mib(env.pid);
     let xacts = counter.since(env).await?;
 
@@ -411,36 +435,10 @@ pub async fn rush_and_sold_out(
 /// No booking path can answer the rush faster than this on the same machine.
 pub async fn burst_floor(env: &Env, requests: u64, conns: usize) -> anyhow::Result<Row> {
     let conns = open_connections(&env.target, conns.min(requests as usize)).await?;
-    let barrier = Arc::new(Barrier::new(conns.len() + 1));
-    let remaining = Arc::new(AtomicU64::new(requests));
-    let started = Arc::new(std::sync::OnceLock::<Instant>::new());
-    let mut workers = Vec::new();
-    for mut conn in conns {
-        let (barrier, remaining, started) = (barrier.clone(), remaining.clone(), started.clone());
-        workers.push(tokio::spawn(async move {
-            let mut tally = Tally::default();
-            barrier.wait().await;
-            started.get_or_init(Instant::now);
-            while remaining
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-                .is_ok()
-            {
-                match conn.call(Method::GET, "/healthz", None, None).await {
-                    Ok(answer) => {
-                        tally.record(Kind::of(answer.status, &answer.body, 200), answer.latency)
-                    }
-                    Err(_) => tally.record(Kind::Error, Duration::ZERO),
-                }
-            }
-            tally
-        }));
-    }
-    barrier.wait().await;
-    let mut tally = Tally::default();
-    for worker in workers {
-        tally.merge(worker.await?);
-    }
-    let elapsed = started.get().map_or(0.0, |t0| t0.elapsed().as_secs_f64());
+    let (mut tally, elapsed) = at_once(conns, requests, 200, || {
+        (Method::GET, "/healthz", None, None)
+    })
+    .await?;
     Ok(Row {
         scenario: format!("floor: the rush's burst of {requests} on GET /healthz"),
         mode: env.mode.clone(),
@@ -651,7 +649,6 @@ async fn stored_in(env: &Env, spread: &Spread) -> anyhow::Result<Stored> {
     })
 }
 
-/// Public availability reads of random hotels.
 /// The floor under the sold-out phase: `GET /healthz`, which reaches neither store, at
 /// full speed from as many connections. A rejection costs this much HTTP plus its Redis
 /// call, so its rate can approach this one and never pass it.
@@ -679,6 +676,7 @@ pub async fn healthz_loop(env: &Env, conns: usize, duration: Duration) -> anyhow
     })
 }
 
+/// Public availability reads of random hotels.
 pub async fn availability_reads(
     env: &Env,
     spread: Arc<Spread>,

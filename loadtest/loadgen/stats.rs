@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub struct Tally {
     /// Latency in microseconds, by outcome.
     latencies: BTreeMap<Kind, Vec<u32>>,
-    /// For the rush: when each 201 arrived, in microseconds since the start.
+    /// For a burst (see `at_once`): when each expected answer arrived, in microseconds since the release.
     pub created_at_us: Vec<u64>,
 }
 
