@@ -103,7 +103,7 @@ impl RedisLink {
         if line.suspect.load(Ordering::Relaxed) {
             let mut outcome = Ok(());
             for _ in 0..2 {
-                let mut connection = call.connection.clone();
+                let mut connection = call.manager();
                 outcome = call
                     .bounded(
                         CONNECT_TIMEOUT,
@@ -176,20 +176,6 @@ impl Call {
             .suspect
             .store(suspect, Ordering::Relaxed);
         outcome
-    }
-}
-
-impl std::ops::Deref for Call {
-    type Target = ConnectionManager;
-
-    fn deref(&self) -> &ConnectionManager {
-        &self.connection
-    }
-}
-
-impl std::ops::DerefMut for Call {
-    fn deref_mut(&mut self) -> &mut ConnectionManager {
-        &mut self.connection
     }
 }
 

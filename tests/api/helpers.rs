@@ -452,11 +452,16 @@ impl TestApp {
         room_type: i64,
         night: NaiveDate,
     ) -> Option<i64> {
-        let mut connection = self.redis.connection().await.expect("a Redis connection");
+        let mut connection = self
+            .redis
+            .connection()
+            .await
+            .expect("a Redis connection")
+            .manager();
         redis::cmd("HGET")
             .arg(self.night_key(hotel, room_type, night))
             .arg("res")
-            .query_async::<Option<i64>>(&mut *connection)
+            .query_async::<Option<i64>>(&mut connection)
             .await
             .expect("HGET")
     }

@@ -225,10 +225,10 @@ async fn night_keys_expire_a_day_after_their_night() {
     let app = TestApp::spawn().await;
     let (hotel, room_type) = app.hotel_with_inventory(1.0, 5, app.night(3), 1).await;
     let night = app.night(3);
-    let mut connection = app.redis.connection().await.unwrap();
+    let mut connection = app.redis.connection().await.unwrap().manager();
     let expires_at: i64 = redis::cmd("EXPIRETIME")
         .arg(app.night_key(hotel, room_type, night))
-        .query_async(&mut *connection)
+        .query_async(&mut connection)
         .await
         .unwrap();
     let expected = (night + Days::new(2))
@@ -259,26 +259,26 @@ async fn the_reconciler_repairs_redis_in_both_directions() {
             201
         );
     }
-    let mut connection = app.redis.connection().await.unwrap();
+    let mut connection = app.redis.connection().await.unwrap().manager();
     // Night 1 lost its deductions (as after a restart), night 2 kept one that never
     // committed, night 3 vanished.
     redis::cmd("HSET")
         .arg(app.night_key(hotel, room_type, app.night(1)))
         .arg("res")
         .arg(0)
-        .query_async::<()>(&mut *connection)
+        .query_async::<()>(&mut connection)
         .await
         .unwrap();
     redis::cmd("HSET")
         .arg(app.night_key(hotel, room_type, app.night(2)))
         .arg("res")
         .arg(4)
-        .query_async::<()>(&mut *connection)
+        .query_async::<()>(&mut connection)
         .await
         .unwrap();
     redis::cmd("DEL")
         .arg(app.night_key(hotel, room_type, app.night(3)))
-        .query_async::<()>(&mut *connection)
+        .query_async::<()>(&mut connection)
         .await
         .unwrap();
 

@@ -493,10 +493,10 @@ async fn requests_outside_the_limits_name_their_field_and_book_nothing() {
         .await;
     assert_problem(&answer, 401, "unauthorized");
     assert_eq!(app.snapshot().await, before);
-    let mut keys = app.redis.connection().await.unwrap();
+    let mut keys = app.redis.connection().await.unwrap().manager();
     let holds: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{}hold:*", app.prefix))
-        .query_async(&mut *keys)
+        .query_async(&mut keys)
         .await
         .unwrap();
     assert!(
@@ -517,14 +517,14 @@ async fn bookings_stay_correct_across_a_flushed_redis() {
     .await;
     let (hotel, room_type) = app.hotel_with_inventory(1.0, 3, app.night(1), 2).await;
     let flush = || async {
-        let mut connection = app.redis.connection().await.unwrap();
+        let mut connection = app.redis.connection().await.unwrap().manager();
         redis::cmd("FLUSHALL")
-            .query_async::<()>(&mut *connection)
+            .query_async::<()>(&mut connection)
             .await
             .unwrap();
         redis::cmd("SCRIPT")
             .arg("FLUSH")
-            .query_async::<()>(&mut *connection)
+            .query_async::<()>(&mut connection)
             .await
             .unwrap();
     };
@@ -584,12 +584,12 @@ async fn the_postgres_recheck_refuses_what_redis_wrongly_allows() {
         .await;
     assert_eq!(status, 201);
     // Make Redis believe the night is free again.
-    let mut connection = app.redis.connection().await.unwrap();
+    let mut connection = app.redis.connection().await.unwrap().manager();
     redis::cmd("HSET")
         .arg(app.night_key(hotel, room_type, app.night(1)))
         .arg("res")
         .arg(0)
-        .query_async::<()>(&mut *connection)
+        .query_async::<()>(&mut connection)
         .await
         .unwrap();
 
