@@ -5,11 +5,11 @@
 -- commit is still in flight); rate = the nightly rate in cents.
 --
 -- KEYS[1..n]  the night hashes of the stay, in date order (same hash slot: {hotel_id})
--- KEYS[n+1]   the hold marker of the reservation id
+-- KEYS[n+1]   the deduction marker of the reservation id
 -- KEYS[n+2]   the hotel's in-flight hash: reservation id -> its deduction, which the
 --             reconciler reads so that a repair never erases a deduction still in flight
 -- ARGV[1]     rooms to deduct on every night (integer >= 1)
--- ARGV[2]     seconds the hold marker lives (it outlives any booking transaction)
+-- ARGV[2]     seconds the deduction marker lives (it outlives any booking transaction)
 -- ARGV[3]     the reservation id (the in-flight hash field)
 -- ARGV[4]     the deduction, "rooms|room_type_id|check_in|check_out|deadline", where
 --             deadline (unix seconds) is when its transaction has surely ended

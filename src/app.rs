@@ -2,8 +2,7 @@
 //! and an orderly stop.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -12,10 +11,12 @@ use axum::Router;
 use rand::distributions::{Alphanumeric, DistString};
 use tokio::net::TcpListener;
 
+use crate::booking::catalog::Catalog;
+use crate::booking::health::Health;
 use crate::booking::Booker;
 use crate::clock::Clock;
 use crate::config::{Config, InventoryMode, Secret};
-use crate::devservices::{Durability, PostgresServer, RedisServer};
+use crate::devservices::{read_or_create_secret, Durability, PostgresServer, RedisServer};
 use crate::http::auth::Auth;
 use crate::http::{self, AppState};
 use crate::inventory::{NightCache, RedisLink};
@@ -80,28 +81,19 @@ impl Backends {
 }
 
 /// The JWT secret: `INNKEEPER_JWT_SECRET`, or one generated on first use and kept in the
-/// data directory, so tokens made by `innkeeper token` stay valid across restarts.
+/// data directory, so tokens made by `innkeeper token` stay valid across restarts. The file
+/// is private (mode 0600), made whole and exclusively; a readable one is refused (see
+/// [`read_or_create_secret`]).
 pub fn jwt_secret(config: &Config) -> anyhow::Result<Secret> {
     if let Some(secret) = &config.jwt_secret {
         return Ok(secret.clone());
     }
-    let path = config.data_dir.join("jwt_secret");
-    if let Ok(existing) = fs::read_to_string(&path) {
-        let existing = existing.trim();
-        if !existing.is_empty() {
-            return Ok(Secret::new(existing));
-        }
-    }
     create_private_dir(&config.data_dir)?;
-    let secret = Alphanumeric.sample_string(&mut rand::thread_rng(), 48);
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(secret.as_bytes())?;
+    let path = config.data_dir.join("jwt_secret");
+    let secret = read_or_create_secret(&path, || {
+        Alphanumeric.sample_string(&mut rand::thread_rng(), 48)
+    })
+    .with_context(|| format!("keeping the JWT secret in {}", path.display()))?;
     Ok(Secret::new(secret))
 }
 
@@ -134,7 +126,7 @@ impl Application {
         store::migrate(&db).await?;
         store::prewarm(&db).await?;
         let redis = RedisLink::connect(backends.redis_url.expose(), config.redis_pool_size)?;
-        let auth = Arc::new(Auth::new(&jwt_secret(&config)?));
+        let auth = Arc::new(Auth::new(&jwt_secret(&config)?, clock.clone()));
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("binding {}", config.bind))?;
@@ -154,11 +146,11 @@ impl Application {
         };
         let state = AppState {
             config: Arc::new(config),
-            db,
-            redis,
             auth,
             clock,
             metrics,
+            catalog: Arc::new(Catalog::new(&booker)),
+            health: Arc::new(Health::new(db, redis)),
             booker: Arc::new(booker),
             jobs: Arc::new(jobs),
         };

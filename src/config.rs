@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use crate::booking::Fault;
+pub use crate::domain::BookingLimits;
 
 /// A value that must never reach a log line or a response body.
 #[derive(Clone, PartialEq, Eq)]
@@ -49,25 +49,15 @@ pub enum LogFormat {
     Json,
 }
 
-/// Booking rules from API.md that operators may tune.
+/// Test-only faults, placed where no other tool can reach (`INNKEEPER_FAULT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BookingLimits {
-    /// `INNKEEPER_MAX_NIGHTS`, default 30.
-    pub max_nights: u32,
-    /// `INNKEEPER_MAX_ROOMS`, default 10.
-    pub max_rooms: u32,
-    /// `INNKEEPER_BOOKING_HORIZON_DAYS`, default 365: how far ahead `check_in` may be.
-    pub horizon_days: u32,
-}
-
-impl Default for BookingLimits {
-    fn default() -> Self {
-        Self {
-            max_nights: 30,
-            max_rooms: 10,
-            horizon_days: 365,
-        }
-    }
+pub enum Fault {
+    /// The process kills itself (SIGKILL) right after a Redis deduction, before the
+    /// Postgres commit: the crash the reconciler exists for.
+    DieAfterDeduct,
+    /// The first group-commit drainer panics: the bug no test can otherwise provoke, and
+    /// which must wedge nothing.
+    PanicInGroupCommit,
 }
 
 /// The whole configuration of one innkeeper process.
@@ -105,7 +95,8 @@ pub struct Config {
     /// `INNKEEPER_DB_STATEMENT_TIMEOUT_MS`, default 5000: a booking that waits longer on
     /// Postgres is answered 503 and its Redis deduction given back.
     pub db_statement_timeout: Duration,
-    /// The booking limits; see [`BookingLimits`].
+    /// The booking limits: `INNKEEPER_MAX_NIGHTS` (default 30), `INNKEEPER_MAX_ROOMS`
+    /// (default 10) and `INNKEEPER_BOOKING_HORIZON_DAYS` (default 365).
     pub limits: BookingLimits,
     /// `INNKEEPER_LOG_FORMAT`, `text` (default) or `json`. Filtering follows `RUST_LOG`.
     pub log_format: LogFormat,
@@ -122,7 +113,8 @@ pub struct Config {
     /// reservation stays in the hot table.
     pub archive_retention_days: u32,
     /// `INNKEEPER_FAULT`, unset in production: `die_after_deduct` makes the process kill
-    /// itself between a Redis deduction and its Postgres commit, for the fault tests.
+    /// itself between a Redis deduction and its Postgres commit, `panic_in_group_commit`
+    /// makes the first group-commit drainer panic; both for the fault tests.
     pub fault: Option<Fault>,
 }
 
@@ -257,7 +249,14 @@ impl Config {
             fault: match get("INNKEEPER_FAULT").as_deref() {
                 None => None,
                 Some("die_after_deduct") => Some(Fault::DieAfterDeduct),
-                Some(other) => return Err(invalid("INNKEEPER_FAULT", other, "die_after_deduct")),
+                Some("panic_in_group_commit") => Some(Fault::PanicInGroupCommit),
+                Some(other) => {
+                    return Err(invalid(
+                        "INNKEEPER_FAULT",
+                        other,
+                        "die_after_deduct or panic_in_group_commit",
+                    ))
+                }
             },
         })
     }
@@ -380,14 +379,31 @@ mod tests {
         assert!(config.is_embedded());
     }
 
+    /// Every default against the number the README and API.md give, not against
+    /// `Config::default()`: `from_vars` reads its fallbacks from there, so comparing the two
+    /// would compare a value with itself.
     #[test]
     fn unset_settings_take_the_documented_defaults() {
         let config = Config::from_vars(HashMap::new()).unwrap();
-        let defaults = Config::default();
-        assert_eq!(config.db_pool_size, defaults.db_pool_size);
+        assert_eq!(config.redis_key_prefix, "innkeeper:");
+        assert_eq!(config.in_flight_ttl, Duration::from_secs(30));
+        assert_eq!(config.db_pool_size, 16);
         assert_eq!(config.redis_pool_size, 1);
-        assert_eq!(config.db_statement_timeout, defaults.db_statement_timeout);
-        assert_eq!(config.in_flight_ttl, defaults.in_flight_ttl);
+        assert_eq!(config.db_statement_timeout, Duration::from_millis(5000));
+        assert_eq!(
+            config.limits,
+            BookingLimits {
+                max_nights: 30,
+                max_rooms: 10,
+                horizon_days: 365
+            }
+        );
+        assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(config.reconcile_interval, Duration::from_secs(30));
+        assert_eq!(config.sweep_interval, Duration::from_secs(5));
+        assert_eq!(config.archive_interval, Duration::from_secs(3600));
+        assert_eq!(config.archive_retention_days, 30);
+        assert_eq!(config.fault, None);
     }
 
     #[test]

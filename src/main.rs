@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand};
 use innkeeper::app::{self, Application, Backends};
 use innkeeper::clock::{Clock, SystemClock};
 use innkeeper::config::{Config, InventoryMode};
-use innkeeper::http::auth::{Auth, Role};
+use innkeeper::domain::Role;
+use innkeeper::http::auth::Auth;
 use innkeeper::inventory::{NightCache, RedisLink};
 use innkeeper::jobs::Reconciler;
 use innkeeper::{demo, store, telemetry};
@@ -40,7 +41,8 @@ enum Command {
     Reconcile,
     /// Print a bearer token signed with this configuration's secret.
     Token {
-        #[arg(long, value_enum)]
+        /// staff or guest.
+        #[arg(long)]
         role: Role,
         /// The token's subject: the guest id for guests.
         #[arg(long)]
@@ -89,9 +91,11 @@ fn run(command: Option<Command>, config: Config) -> anyhow::Result<()> {
             }
             on_backends(&config.clone(), async |backends| {
                 let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+                let seed_config = config.clone();
                 let application = Application::build(config, backends, clock.clone()).await?;
                 if seed_demo {
-                    demo::seed(&application.state().db, clock.now()).await?;
+                    let db = store::connect(backends.database_url.expose(), &seed_config)?;
+                    demo::seed(&db, clock.now()).await?;
                 }
                 application.run_until_stopped(app::shutdown_signal()).await
             })
@@ -123,7 +127,7 @@ fn run(command: Option<Command>, config: Config) -> anyhow::Result<()> {
             let secret = app::jwt_secret(&config)?;
             println!(
                 "{}",
-                Auth::new(&secret).issue(&sub, role, ttl, SystemClock.now())?
+                Auth::new(&secret, Arc::new(SystemClock)).issue(&sub, role, ttl)?
             );
             Ok(())
         }

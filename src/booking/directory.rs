@@ -10,8 +10,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::BookingError;
 use crate::domain::HotelTimezone;
-use crate::http::error::ApiError;
+use crate::store::hotels;
 
 /// How long an entry is trusted. A room type another process deleted within this window may
 /// still pass the booking check; Postgres, which no longer has its nights, then refuses.
@@ -58,7 +59,7 @@ impl HotelDirectory {
     }
 
     /// The hotel; 404 if it does not exist.
-    pub async fn hotel(&self, hotel_id: i64) -> Result<HotelEntry, ApiError> {
+    pub async fn hotel(&self, hotel_id: i64) -> Result<HotelEntry, BookingError> {
         match self.cached(hotel_id) {
             Some(entry) => Ok(entry),
             None => self.fetch(hotel_id, None).await,
@@ -66,7 +67,11 @@ impl HotelDirectory {
     }
 
     /// The hotel, if it exists and has the room type; 404 otherwise.
-    pub async fn lookup(&self, hotel_id: i64, room_type_id: i64) -> Result<HotelEntry, ApiError> {
+    pub async fn lookup(
+        &self,
+        hotel_id: i64,
+        room_type_id: i64,
+    ) -> Result<HotelEntry, BookingError> {
         let entry = match self.cached(hotel_id) {
             // A room type created since the entry was read is looked up afresh.
             Some(entry) if entry.has_room_type(room_type_id) => entry,
@@ -75,7 +80,7 @@ impl HotelDirectory {
         if entry.has_room_type(room_type_id) {
             Ok(entry)
         } else {
-            Err(ApiError::NotFound("room type"))
+            Err(BookingError::NotFound("room type"))
         }
     }
 
@@ -98,7 +103,7 @@ impl HotelDirectory {
 
     /// Reads the hotel from Postgres, unless another request did while this one waited
     /// its turn (and, when a room type is wanted, found it).
-    async fn fetch(&self, hotel_id: i64, wanted: Option<i64>) -> Result<HotelEntry, ApiError> {
+    async fn fetch(&self, hotel_id: i64, wanted: Option<i64>) -> Result<HotelEntry, BookingError> {
         let _one_at_a_time = self.fetching.lock().await;
         if let Some(entry) = self.cached(hotel_id) {
             if wanted.is_none_or(|room_type_id| entry.has_room_type(room_type_id)) {
@@ -106,23 +111,14 @@ impl HotelDirectory {
             }
         }
         let db = self.db.get().await?;
-        let sql = "SELECT h.timezone, rt.room_type_id, rt.name \
-                   FROM hotels h LEFT JOIN room_types rt ON rt.hotel_id = h.hotel_id \
-                   WHERE h.hotel_id = $1 ORDER BY rt.room_type_id";
-        let rows = db
-            .query(&db.prepare_cached(sql).await?, &[&hotel_id])
-            .await?;
-        let first = rows.first().ok_or(ApiError::NotFound("hotel"))?;
+        let (timezone, room_types) = hotels::room_types_of(&db, hotel_id)
+            .await?
+            .ok_or(BookingError::NotFound("hotel"))?;
         let entry = HotelEntry {
-            timezone: HotelTimezone::parse(first.get(0))?,
-            room_types: rows
-                .iter()
-                .filter_map(|row| {
-                    Some(RoomTypeName {
-                        id: row.get::<_, Option<i64>>(1)?,
-                        name: row.get(2),
-                    })
-                })
+            timezone,
+            room_types: room_types
+                .into_iter()
+                .map(|(id, name)| RoomTypeName { id, name })
                 .collect(),
             fetched: Instant::now(),
         };

@@ -1,5 +1,5 @@
-//! Group commit: bookings that Redis has already admitted for one room type commit
-//! together, several to a Postgres transaction.
+//! Group commit: bookings that Redis has already admitted commit together, several to a
+//! Postgres transaction, per shard of hotels.
 //!
 //! In a rush every admitted booking updates the same few night rows, so one-by-one they
 //! queue on those row locks and each waits for its own commit flush; across many hotels,
@@ -20,6 +20,10 @@
 //! one refusal never takes its neighbours down. A failure of the COMMIT itself leaves
 //! every booking of the batch uncertain; they are all answered 503 and their Redis
 //! deductions given back, as for a single booking (a client retry then replays).
+//!
+//! Every booking waits for its answer with a deadline, and a drainer that panics hands
+//! its shard on: the bookings of its batch are answered 503, and those queued behind it
+//! get a new drainer, so one bad batch never wedges a shard.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,8 +31,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::http::error::ApiError;
-use crate::store::reservations::{self, Committed, NewStay};
+use super::BookingError;
+use crate::config::Fault;
+use crate::domain::NewReservation;
+use crate::store::reservations::{self, BookError, Committed};
 use crate::telemetry;
 
 /// Most bookings one transaction commits.
@@ -37,17 +43,17 @@ const MAX_BATCH: usize = 64;
 /// Attempts of a lone booking that Postgres chose as a deadlock victim.
 const DEADLOCK_RETRIES: u32 = 3;
 
-fn is_deadlock(error: &tokio_postgres::Error) -> bool {
-    use tokio_postgres::error::SqlState;
-    error.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED)
-        || error.code() == Some(&SqlState::T_R_SERIALIZATION_FAILURE)
-}
-
-type Waiting = (NewStay, oneshot::Sender<Result<Committed, ApiError>>);
+type Waiting = (
+    NewReservation,
+    oneshot::Sender<Result<Committed, BookingError>>,
+);
 
 pub struct GroupCommitter {
     db: deadpool_postgres::Pool,
     timeout: Duration,
+    /// `Fault::PanicInGroupCommit` makes the next drainer panic once, for the test that a
+    /// panic wedges nothing.
+    panic_once: std::sync::atomic::AtomicBool,
     /// How many shards hotels are spread over: at most this many batch transactions run
     /// at once.
     shards: i64,
@@ -63,20 +69,28 @@ impl GroupCommitter {
     /// 1.0 transactions each; with two shards, 0.23, and 10 to 20% more of them commit
     /// per second. Two keep one shard's statements running while the other's commit
     /// waits for its flush.
-    pub fn new(db: deadpool_postgres::Pool, timeout: Duration) -> Self {
+    pub fn new(db: deadpool_postgres::Pool, timeout: Duration, fault: Option<Fault>) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
         let shards = cores.max(2).min(db.status().max_size / 2).max(1) as i64;
         Self {
             db,
             timeout,
+            panic_once: (fault == Some(Fault::PanicInGroupCommit)).into(),
             shards,
             queues: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Commits one admitted booking, together with others of its room type.
-    pub async fn commit(self: &Arc<Self>, stay: NewStay) -> Result<Committed, ApiError> {
-        let key = stay.hotel_id.rem_euclid(self.shards);
+    /// The longest a booking waits for its group's answer: a connection (bounded by the
+    /// pool's wait, one statement timeout), the batch ahead of it and its own (each
+    /// bounded by `timeout`). Past it the answer is 503 and the deduction given back.
+    fn deadline(&self) -> Duration {
+        self.timeout * 3
+    }
+
+    /// Commits one admitted booking, together with others of its shard.
+    pub async fn commit(self: &Arc<Self>, stay: NewReservation) -> Result<Committed, BookingError> {
+        let key = stay.stay.hotel_id.rem_euclid(self.shards);
         let (sender, receiver) = oneshot::channel();
         let start_drainer = {
             let mut queues = self.lock();
@@ -92,14 +106,27 @@ impl GroupCommitter {
             }
         };
         if start_drainer {
-            let committer = self.clone();
-            tokio::spawn(async move { committer.drain(key).await });
+            self.start_drainer(key);
         }
-        receiver.await.unwrap_or_else(|_| {
-            Err(ApiError::Internal(anyhow::anyhow!(
-                "the group commit ended without an answer"
-            )))
-        })
+        match tokio::time::timeout(self.deadline(), receiver).await {
+            Ok(Ok(answer)) => answer,
+            // The drainer panicked with this booking in its batch: whether it committed
+            // is unknown, as after a failed COMMIT.
+            Ok(Err(_dropped)) => Err(BookingError::Unavailable("the database")),
+            Err(_elapsed) => Err(BookingError::Unavailable("the database")),
+        }
+    }
+
+    fn start_drainer(self: &Arc<Self>, key: i64) {
+        let committer = self.clone();
+        tokio::spawn(async move {
+            let shard = Shard {
+                committer: committer.clone(),
+                key,
+            };
+            committer.drain(key).await;
+            std::mem::forget(shard);
+        });
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Vec<Waiting>>> {
@@ -127,11 +154,20 @@ impl GroupCommitter {
     }
 
     async fn run(&self, mut batch: Vec<Waiting>) {
+        if self
+            .panic_once
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            panic!("INNKEEPER_FAULT=panic_in_group_commit: a group-commit drainer panics");
+        }
         // Rows are then locked in key order (hotel, room type, night), as a lone booking
         // locks its own: fewer deadlocks with the transactions running beside the batch.
-        batch.sort_by_key(|(stay, _)| (stay.hotel_id, stay.room_type_id, stay.check_in));
+        batch.sort_by_key(|(booking, _)| {
+            let stay = &booking.stay;
+            (stay.hotel_id, stay.room_type_id, stay.check_in)
+        });
         if batch.len() > 1 {
-            let stays: Vec<&NewStay> = batch.iter().map(|(stay, _)| stay).collect();
+            let stays: Vec<&NewReservation> = batch.iter().map(|(stay, _)| stay).collect();
             match self.together(&stays).await {
                 Together::Committed(outcomes) => {
                     for ((_, answer), outcome) in batch.into_iter().zip(outcomes) {
@@ -142,7 +178,7 @@ impl GroupCommitter {
                 Together::Uncertain(error) => {
                     tracing::warn!(%error, bookings = batch.len(), "a group commit failed");
                     for (_, answer) in batch {
-                        let _ = answer.send(Err(ApiError::Unavailable("the database")));
+                        let _ = answer.send(Err(BookingError::Unavailable("the database")));
                     }
                     return;
                 }
@@ -160,7 +196,7 @@ impl GroupCommitter {
     /// compensates.
     /// A deadlock with a batch or a cancel (Postgres picks one transaction to roll back)
     /// is retried: the booking was rolled back whole, so running it again is safe.
-    pub async fn alone(&self, stay: &NewStay) -> Result<Committed, ApiError> {
+    pub async fn alone(&self, stay: &NewReservation) -> Result<Committed, BookingError> {
         let db = self.db.get().await?;
         let mut attempts = 0;
         loop {
@@ -168,10 +204,10 @@ impl GroupCommitter {
             let started = Instant::now();
             let result = tokio::time::timeout(self.timeout, reservations::book(&db, stay))
                 .await
-                .map_err(|_elapsed| ApiError::Unavailable("the database"))?;
+                .map_err(|_elapsed| BookingError::Unavailable("the database"))?;
             telemetry::observe_transaction("book", started);
             match result {
-                Err(error) if attempts < DEADLOCK_RETRIES && is_deadlock(&error) => {
+                Err(error) if attempts < DEADLOCK_RETRIES && error.is_deadlock() => {
                     tracing::debug!(%error, attempts, "retrying a booking after a deadlock");
                 }
                 result => return Ok(result?),
@@ -180,7 +216,7 @@ impl GroupCommitter {
     }
 
     /// Every booking of the batch in one transaction.
-    async fn together(&self, stays: &[&NewStay]) -> Together {
+    async fn together(&self, stays: &[&NewReservation]) -> Together {
         let Ok(mut db) = self.db.get().await else {
             return Together::OneByOne;
         };
@@ -195,7 +231,13 @@ impl GroupCommitter {
                 match reply {
                     // A refusal under the row locks aborted the transaction (and is
                     // rare: Redis admitted every booking here).
-                    Ok(Committed::SoldOut) | Err(_) => return Err(Together::OneByOne),
+                    Ok(Committed::SoldOut) | Err(BookError::Postgres(_)) => {
+                        return Err(Together::OneByOne)
+                    }
+                    // Running it alone would not make the outcome known.
+                    Err(error @ BookError::Outcome(_)) => {
+                        return Err(Together::Uncertain(error.into()))
+                    }
                     Ok(outcome) => outcomes.push(outcome),
                 }
             }
@@ -211,6 +253,41 @@ impl GroupCommitter {
         };
         telemetry::observe_transaction("book", started);
         result
+    }
+}
+
+/// A shard's drainer while it runs. It is forgotten when the drainer returns; dropped
+/// only by a panic's unwinding, when it hands the shard on: the key leaves the map, and
+/// bookings queued behind the failed batch get a new drainer rather than waiting for one
+/// that will never come.
+struct Shard {
+    committer: Arc<GroupCommitter>,
+    key: i64,
+}
+
+impl Drop for Shard {
+    fn drop(&mut self) {
+        tracing::error!(
+            shard = self.key,
+            "a group-commit drainer panicked; restarting it"
+        );
+        // One lock for the look and the removal, so no booking can queue in between and
+        // find the key present but no drainer coming.
+        let queued = {
+            let mut queues = self.committer.lock();
+            match queues.get(&self.key) {
+                Some(queue) if !queue.is_empty() => true,
+                _ => {
+                    queues.remove(&self.key);
+                    false
+                }
+            }
+        };
+        if queued {
+            self.committer.start_drainer(self.key);
+        } else {
+            self.committer.lock().remove(&self.key);
+        }
     }
 }
 

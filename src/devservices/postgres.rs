@@ -8,11 +8,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::devservices::{
-    create_private_dir, find_in_path, free_port, hand_over, io_error, is_executable,
-    load_or_create_password, log_tail, open_log, run_as, service_account, tcp_accepts, Account,
-    DevServicesError, Durability, ServerProcess, PASSWORD_FILE,
-};
+use super::account::{hand_over, run_as, service_account, Account};
+use super::files::{create_private_dir, load_or_create_password, log_tail, open_log};
+use super::process::{find_in_path, is_executable, tcp_accepts, ServerProcess};
+use super::{free_port, io_error, DevServicesError, Durability, PASSWORD_FILE};
 
 const USER: &str = "innkeeper";
 const DATABASE: &str = "innkeeper";

@@ -9,11 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::devservices::{
-    create_private_dir, find_in_path, free_port, hand_over, io_error, is_executable,
-    load_or_create_password, open_log, service_account, Account, DevServicesError, Durability,
-    ServerProcess,
-};
+use super::account::{hand_over, service_account, Account};
+use super::files::{create_private_dir, load_or_create_password, open_log};
+use super::process::{find_in_path, is_executable, ServerProcess};
+use super::{free_port, io_error, DevServicesError, Durability};
 
 const CONFIG_FILE: &str = "redis.conf";
 const LOG_FILE: &str = "redis.log";

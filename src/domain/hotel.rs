@@ -25,6 +25,12 @@ impl CurrencyCode {
     }
 }
 
+impl serde::Serialize for CurrencyCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
 impl Default for CurrencyCode {
     fn default() -> Self {
         Self("USD".to_owned())
@@ -53,6 +59,12 @@ impl HotelTimezone {
     /// The hotel's calendar date at the instant `now`.
     pub fn today(&self, now: DateTime<Utc>) -> NaiveDate {
         now.with_timezone(&self.0).date_naive()
+    }
+}
+
+impl serde::Serialize for HotelTimezone {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
     }
 }
 

@@ -1,13 +1,25 @@
-//! Types that parse request values once, at the edge, so the rest of the code never sees
-//! an out-of-range ratio, an inverted stay or an unknown currency.
+//! The hotel's own words, as types: a stay, a reservation and its status, a night, the
+//! overbooking ratio, who is asking. Request values parse into them once, at the edge, so
+//! the rest of the code never sees an out-of-range ratio, an inverted stay or an unknown
+//! currency.
+//!
+//! The bottom layer: it imports no other module of the crate.
 
 mod hotel;
+mod night;
+mod principal;
 mod ratio;
+mod reservation;
 mod stay;
 
 pub use hotel::{CurrencyCode, HotelTimezone};
+pub use night::{InventoryDay, Night};
+pub use principal::{Principal, Role};
 pub use ratio::OverbookingRatio;
-pub use stay::{NightRange, RoomCount, Stay, StayRules};
+pub use reservation::{
+    Ending, NewReservation, Reservation, ReservationId, ReservationStatus, Stay,
+};
+pub use stay::{BookingLimits, NightRange, RoomCount, StayDates, StayRules};
 
 /// A value that failed to parse, naming the request field it came from.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

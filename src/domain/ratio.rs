@@ -48,13 +48,17 @@ impl OverbookingRatio {
         self.0 as i32
     }
 
-    pub fn as_f64(self) -> f64 {
-        f64::from(self.0) / f64::from(Self::SCALE)
-    }
-
     /// `floor(total_inventory * ratio)`, the rooms a night may hold.
     pub fn capacity(self, total_inventory: i32) -> i32 {
         (i64::from(total_inventory) * i64::from(self.0) / i64::from(Self::SCALE)) as i32
+    }
+}
+
+/// Shown as the number it was given as (1.1, not 11000): exact, since every ratio has at
+/// most four decimal places.
+impl serde::Serialize for OverbookingRatio {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(f64::from(self.0) / f64::from(Self::SCALE))
     }
 }
 
@@ -77,6 +81,16 @@ mod tests {
         assert_eq!(OverbookingRatio::DEFAULT.capacity(9), 9);
         assert_eq!(OverbookingRatio::parse(1.0).unwrap().capacity(7), 7);
         assert_eq!(OverbookingRatio::parse(1.5).unwrap().capacity(7), 10);
+    }
+
+    #[test]
+    fn a_ratio_shows_as_its_decimal_number() {
+        let ratio = OverbookingRatio::parse(1.1234).unwrap();
+        assert_eq!(serde_json::to_string(&ratio).unwrap(), "1.1234");
+        assert_eq!(
+            serde_json::to_string(&OverbookingRatio::DEFAULT).unwrap(),
+            "1.1"
+        );
     }
 
     #[test]

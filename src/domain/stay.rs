@@ -6,7 +6,27 @@
 use chrono::{Days, NaiveDate};
 
 use super::InvalidField;
-use crate::config::BookingLimits;
+
+/// Booking rules from API.md that operators may tune (see `config` for their variables).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BookingLimits {
+    /// The longest stay, in nights: 30 by default.
+    pub max_nights: u32,
+    /// The most rooms one reservation takes on each night: 10 by default.
+    pub max_rooms: u32,
+    /// How many days ahead `check_in` may be: 365 by default.
+    pub horizon_days: u32,
+}
+
+impl Default for BookingLimits {
+    fn default() -> Self {
+        Self {
+            max_nights: 30,
+            max_rooms: 10,
+            horizon_days: 365,
+        }
+    }
+}
 
 /// A non-empty, half-open range of nights `[from, to)`, as used by inventory writes and reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,12 +92,12 @@ pub struct StayRules {
     pub today: NaiveDate,
 }
 
-/// A stay that a guest may book: starts today or later, within the horizon, and lasts
+/// The dates of a stay that a guest may book today: starts today or later, within the horizon, and lasts
 /// between one night and the maximum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stay(NightRange);
+pub struct StayDates(NightRange);
 
-impl Stay {
+impl StayDates {
     pub fn parse(
         check_in: NaiveDate,
         check_out: NaiveDate,
@@ -171,7 +191,7 @@ mod tests {
 
     #[test]
     fn a_stay_is_half_open() {
-        let stay = Stay::parse(day(1), day(3), &rules()).unwrap();
+        let stay = StayDates::parse(day(1), day(3), &rules()).unwrap();
         assert_eq!(stay.nights(), 2);
         assert_eq!(
             stay.range().iter().collect::<Vec<_>>(),
@@ -183,27 +203,37 @@ mod tests {
     fn stays_outside_the_limits_name_their_field() {
         let yesterday = day(0) - Days::new(1);
         assert_eq!(
-            Stay::parse(yesterday, day(1), &rules()).unwrap_err().field,
+            StayDates::parse(yesterday, day(1), &rules())
+                .unwrap_err()
+                .field,
             "check_in"
         );
         assert_eq!(
-            Stay::parse(day(366), day(367), &rules()).unwrap_err().field,
+            StayDates::parse(day(366), day(367), &rules())
+                .unwrap_err()
+                .field,
             "check_in"
         );
         assert_eq!(
-            Stay::parse(day(2), day(2), &rules()).unwrap_err().field,
+            StayDates::parse(day(2), day(2), &rules())
+                .unwrap_err()
+                .field,
             "check_out"
         );
         assert_eq!(
-            Stay::parse(day(3), day(2), &rules()).unwrap_err().field,
+            StayDates::parse(day(3), day(2), &rules())
+                .unwrap_err()
+                .field,
             "check_out"
         );
         assert_eq!(
-            Stay::parse(day(0), day(31), &rules()).unwrap_err().field,
+            StayDates::parse(day(0), day(31), &rules())
+                .unwrap_err()
+                .field,
             "check_out"
         );
-        assert!(Stay::parse(day(0), day(30), &rules()).is_ok());
-        assert!(Stay::parse(day(365), day(366), &rules()).is_ok());
+        assert!(StayDates::parse(day(0), day(30), &rules()).is_ok());
+        assert!(StayDates::parse(day(365), day(366), &rules()).is_ok());
     }
 
     #[test]
@@ -235,7 +265,7 @@ mod tests {
         #[test]
         fn accepted_stays_respect_every_limit(start in 0u64..400, len in 0u64..40) {
             let rules = rules();
-            match Stay::parse(day(start), day(start + len), &rules) {
+            match StayDates::parse(day(start), day(start + len), &rules) {
                 Ok(stay) => {
                     prop_assert!(stay.check_in() >= rules.today);
                     prop_assert!(stay.nights() >= 1 && stay.nights() <= 30);

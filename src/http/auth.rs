@@ -1,31 +1,25 @@
-//! Bearer-token authentication and the two roles of API.md.
+//! Bearer-token authentication: who the caller of a request is.
 //!
 //! Tokens are HS256 JWTs with `sub`, `role` and `exp`. Only HS256 is accepted: a token
 //! that names another algorithm, `none` included, is refused before its signature is read.
-//! Expiry is checked with no leeway, so a token is dead the second its `exp` passes.
+//! Expiry is checked with no leeway against the injected [`Clock`], the same time every
+//! other rule of the process reads, so a token is dead the second its `exp` passes on that
+//! clock (and tests that move time move token expiry with it).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::AppState;
+use crate::clock::Clock;
 use crate::config::Secret;
-
-/// Who may do what.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Hotel staff: every catalog, inventory and rate write, any reservation, admin.
-    Staff,
-    /// A guest: books, reads and cancels their own reservations.
-    Guest,
-}
+use crate::domain::{Principal, Role};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
@@ -34,50 +28,36 @@ struct Claims {
     exp: i64,
 }
 
-/// The authenticated caller of a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub sub: String,
-    pub role: Role,
-}
-
-impl Principal {
-    pub fn is_staff(&self) -> bool {
-        self.role == Role::Staff
-    }
-}
-
-/// Signs and checks tokens with the configured secret.
+/// Signs and checks tokens with the configured secret, at the time of its clock.
 pub struct Auth {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    clock: Arc<dyn Clock>,
 }
 
 impl Auth {
-    pub fn new(secret: &Secret) -> Self {
+    pub fn new(secret: &Secret, clock: Arc<dyn Clock>) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
+        // `exp` is required here but compared below, against the clock: jsonwebtoken
+        // would compare it with the system time.
+        validation.validate_exp = false;
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
         Self {
             encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
             decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
             validation,
+            clock,
         }
     }
 
-    /// A token for `sub` in `role`, valid for `ttl` from `now`.
-    pub fn issue(
-        &self,
-        sub: &str,
-        role: Role,
-        ttl: Duration,
-        now: DateTime<Utc>,
-    ) -> anyhow::Result<String> {
+    /// A token for `sub` in `role`, valid for `ttl` from the clock's now.
+    pub fn issue(&self, sub: &str, role: Role, ttl: Duration) -> anyhow::Result<String> {
         let claims = Claims {
             sub: sub.to_owned(),
             role,
-            exp: now.timestamp() + i64::try_from(ttl.as_secs())?,
+            exp: self.clock.now().timestamp() + i64::try_from(ttl.as_secs())?,
         };
         Ok(jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -92,12 +72,14 @@ impl Auth {
             .map_err(|error| {
                 use jsonwebtoken::errors::ErrorKind;
                 ApiError::Unauthorized(match error.kind() {
-                    ErrorKind::ExpiredSignature => "the token has expired",
                     ErrorKind::InvalidSignature => "the token's signature is not valid",
                     ErrorKind::InvalidAlgorithm => "the token must be signed with HS256",
                     _ => "the token is not valid",
                 })
             })?;
+        if data.claims.exp < self.clock.now().timestamp() {
+            return Err(ApiError::Unauthorized("the token has expired"));
+        }
         if data.claims.sub.is_empty() {
             return Err(ApiError::Unauthorized("the token's subject is empty"));
         }
@@ -155,40 +137,72 @@ impl FromRequestParts<AppState> for Staff {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
+    use chrono::{DateTime, TimeZone, Utc};
 
-    fn auth() -> Auth {
-        Auth::new(&Secret::new("test-secret"))
+    fn clock_at(now: DateTime<Utc>) -> Arc<ManualClock> {
+        Arc::new(ManualClock::new(now))
+    }
+
+    fn auth(clock: Arc<ManualClock>) -> Auth {
+        Auth::new(&Secret::new("test-secret"), clock)
     }
 
     #[test]
     fn issued_tokens_verify() {
-        let auth = auth();
+        let auth = auth(clock_at(Utc::now()));
         let token = auth
-            .issue("alice", Role::Guest, Duration::from_secs(60), Utc::now())
+            .issue("alice", Role::Guest, Duration::from_secs(60))
             .unwrap();
         let principal = auth.verify(&token).unwrap();
         assert_eq!(principal.sub, "alice");
         assert_eq!(principal.role, Role::Guest);
     }
 
+    /// Expiry is read from the injected clock, not the machine's: a token issued at the
+    /// clock's 23:30 of a day long past is still valid on that clock, whatever the hour
+    /// of the machine running the test, and dies the second after its `exp` on it.
+    #[test]
+    fn expiry_follows_the_injected_clock() {
+        let late = Utc.with_ymd_and_hms(2031, 3, 14, 23, 30, 0).unwrap();
+        let clock = clock_at(late);
+        let auth = auth(clock.clone());
+        let token = auth
+            .issue("alice", Role::Staff, Duration::from_secs(3600))
+            .unwrap();
+        assert_eq!(auth.verify(&token).unwrap().sub, "alice");
+        clock.advance(chrono::Duration::seconds(3600));
+        assert!(auth.verify(&token).is_ok(), "valid through its exp second");
+        clock.advance(chrono::Duration::seconds(1));
+        let error = auth.verify(&token).unwrap_err();
+        assert_eq!(error.code(), "unauthorized");
+        assert_eq!(error.to_string(), "the token has expired");
+        clock.set(Utc.with_ymd_and_hms(2009, 1, 1, 6, 0, 0).unwrap());
+        assert!(auth.verify(&token).is_ok());
+    }
+
     #[test]
     fn expired_tokens_are_refused() {
-        let auth = auth();
-        let an_hour_ago = Utc::now() - chrono::Duration::hours(1);
-        let token = auth
-            .issue("alice", Role::Staff, Duration::from_secs(60), an_hour_ago)
+        let clock = clock_at(Utc::now() - chrono::Duration::hours(1));
+        let token = auth(clock)
+            .issue("alice", Role::Staff, Duration::from_secs(60))
             .unwrap();
-        assert_eq!(auth.verify(&token).unwrap_err().code(), "unauthorized");
+        let verifier = auth(clock_at(Utc::now()));
+        assert_eq!(verifier.verify(&token).unwrap_err().code(), "unauthorized");
     }
 
     #[test]
     fn another_secret_is_refused() {
-        let token = Auth::new(&Secret::new("other"))
-            .issue("mallory", Role::Staff, Duration::from_secs(60), Utc::now())
+        let clock = clock_at(Utc::now());
+        let token = Auth::new(&Secret::new("other"), clock.clone())
+            .issue("mallory", Role::Staff, Duration::from_secs(60))
             .unwrap();
-        assert_eq!(auth().verify(&token).unwrap_err().code(), "unauthorized");
+        assert_eq!(
+            auth(clock).verify(&token).unwrap_err().code(),
+            "unauthorized"
+        );
     }
 
     #[test]
@@ -197,8 +211,9 @@ mod tests {
         let exp = Utc::now().timestamp() + 3600;
         let claims =
             URL_SAFE_NO_PAD.encode(format!(r#"{{"sub":"mallory","role":"staff","exp":{exp}}}"#));
+        let auth = auth(clock_at(Utc::now()));
         for token in [format!("{header}.{claims}."), format!("{header}.{claims}")] {
-            assert_eq!(auth().verify(&token).unwrap_err().code(), "unauthorized");
+            assert_eq!(auth.verify(&token).unwrap_err().code(), "unauthorized");
         }
     }
 }

@@ -1,17 +1,17 @@
 //! The one error type of the API and its `application/problem+json` form (RFC 9457).
 //!
 //! Every failure a handler can meet becomes an [`ApiError`]; its variants are the `code`s of
-//! API.md. Storage errors go through [`ApiError::from_postgres`], the single place where
-//! constraint violations turn into 409/422 answers. A 500 is logged with its whole cause
-//! chain and answered with a fixed sentence, so SQL, connection strings and stack traces
-//! never reach a client.
+//! API.md. The booking layer's errors arrive through one `From` impl (the booking layer is
+//! where storage errors, constraint violations included, got their meaning). A 500 is
+//! logged with its whole cause chain and answered with a fixed sentence, so SQL, connection
+//! strings and stack traces never reach a client.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use tokio_postgres::error::SqlState;
 use utoipa::ToSchema;
 
+use crate::booking::BookingError;
 use crate::domain::InvalidField;
 
 /// Seconds a client should wait before retrying a 409 `request_in_progress` or a 503.
@@ -137,70 +137,22 @@ impl ApiError {
             Self::Internal(_) => "Internal server error",
         }
     }
-
-    /// Maps a Postgres error to an answer. Constraint names are matched here and nowhere
-    /// else; any other database failure is either "unavailable" (the server is down, slow or
-    /// restarting, which a retry may cure) or internal.
-    pub fn from_postgres(error: tokio_postgres::Error) -> Self {
-        let Some(db) = error.as_db_error() else {
-            // No server error: the connection broke or the statement timed out client-side.
-            return Self::Unavailable("the database");
-        };
-        let constraint = db.constraint().unwrap_or_default();
-        let code = db.code();
-        if *code == SqlState::UNIQUE_VIOLATION {
-            return match constraint {
-                "rooms_hotel_id_number_key" => {
-                    Self::Conflict("a room with this number already exists in the hotel".into())
-                }
-                _ => Self::Conflict("this resource already exists".into()),
-            };
-        }
-        if *code == SqlState::FOREIGN_KEY_VIOLATION {
-            return match constraint {
-                "rooms_room_type_fkey" => Self::Conflict(
-                    "the room type still has rooms; delete or move them first".into(),
-                ),
-                _ => Self::Conflict("the resource is still referenced".into()),
-            };
-        }
-        if *code == SqlState::CHECK_VIOLATION && constraint == "inventory_capacity_holds" {
-            return Self::Conflict(
-                "the sellable capacity would fall below the rooms already reserved".into(),
-            );
-        }
-        if *code == SqlState::NOT_NULL_VIOLATION {
-            let column = db.column().unwrap_or("a field").to_owned();
-            return Self::invalid(column.clone(), format!("{column} is required"));
-        }
-        // A deadlock or serialization failure rolled the transaction back whole: a retry
-        // may well succeed, so it is "unavailable, retry", not an internal error.
-        if *code == SqlState::T_R_DEADLOCK_DETECTED
-            || *code == SqlState::T_R_SERIALIZATION_FAILURE
-            || *code == SqlState::QUERY_CANCELED
-            || *code == SqlState::ADMIN_SHUTDOWN
-            || *code == SqlState::CRASH_SHUTDOWN
-            || *code == SqlState::CANNOT_CONNECT_NOW
-            || *code == SqlState::TOO_MANY_CONNECTIONS
-            || code.code().starts_with("08")
-        {
-            return Self::Unavailable("the database");
-        }
-        Self::Internal(error.into())
-    }
 }
 
-impl From<tokio_postgres::Error> for ApiError {
-    fn from(error: tokio_postgres::Error) -> Self {
-        Self::from_postgres(error)
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for ApiError {
-    fn from(error: deadpool_postgres::PoolError) -> Self {
+impl From<BookingError> for ApiError {
+    fn from(error: BookingError) -> Self {
         match error {
-            deadpool_postgres::PoolError::Backend(e) => Self::from_postgres(e),
-            _ => Self::Unavailable("the database"),
+            BookingError::Invalid(invalid) => invalid.into(),
+            BookingError::Required(column) => {
+                Self::invalid(column.clone(), format!("{column} is required"))
+            }
+            BookingError::NotFound(what) => Self::NotFound(what),
+            BookingError::SoldOut => Self::SoldOut,
+            BookingError::Conflict(detail) => Self::Conflict(detail),
+            BookingError::RequestInProgress => Self::RequestInProgress,
+            BookingError::IdempotencyConflict => Self::IdempotencyConflict,
+            BookingError::Unavailable(what) => Self::Unavailable(what),
+            BookingError::Internal(cause) => Self::Internal(cause),
         }
     }
 }
@@ -275,8 +227,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn internal_errors_hide_their_cause() {
+    #[tokio::test]
+    async fn internal_errors_hide_their_cause() {
         let error = ApiError::Internal(anyhow::anyhow!("password=hunter2 SELECT * FROM secrets"));
         let response = error.into_response();
         assert_eq!(response.status(), 500);
@@ -284,6 +236,51 @@ mod tests {
             response.headers()[header::CONTENT_TYPE],
             "application/problem+json"
         );
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem["code"], "internal");
+        assert_eq!(problem["status"], 500);
+        let text = String::from_utf8_lossy(&body);
+        for secret in ["hunter2", "SELECT", "secrets"] {
+            assert!(!text.contains(secret), "the body leaks {secret}: {text}");
+        }
+    }
+
+    #[test]
+    fn booking_errors_keep_their_meaning() {
+        let cases: Vec<(BookingError, u16, &str)> = vec![
+            (
+                InvalidField::new("rooms", "x").into(),
+                422,
+                "validation_failed",
+            ),
+            (
+                BookingError::Required("rate_cents".into()),
+                422,
+                "validation_failed",
+            ),
+            (BookingError::NotFound("hotel"), 404, "not_found"),
+            (BookingError::SoldOut, 409, "sold_out"),
+            (BookingError::Conflict("x".into()), 409, "conflict"),
+            (BookingError::RequestInProgress, 409, "request_in_progress"),
+            (
+                BookingError::IdempotencyConflict,
+                422,
+                "idempotency_conflict",
+            ),
+            (BookingError::Unavailable("Redis"), 503, "unavailable"),
+            (
+                BookingError::Internal(anyhow::anyhow!("x")),
+                500,
+                "internal",
+            ),
+        ];
+        for (error, status, code) in cases {
+            let error = ApiError::from(error);
+            assert_eq!((error.status_code().as_u16(), error.code()), (status, code));
+        }
     }
 
     #[test]

@@ -10,12 +10,11 @@ use utoipa_axum::routes;
 use super::auth::Staff;
 use super::error::{ApiError, Problem};
 use super::extract::{Json, Path, Query};
-use super::pagination::{Page, PageQuery};
+use super::pagination::PageQuery;
 use super::AppState;
 use crate::domain::{required_text, CurrencyCode, HotelTimezone, OverbookingRatio};
-use crate::inventory::LoadMode;
-use crate::store::hotels::{self, Hotel, HotelFields};
-use crate::store::inventory;
+use crate::store::hotels::{Hotel, HotelFields};
+use crate::store::page::Page;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -91,9 +90,7 @@ async fn create_hotel(
     _staff: Staff,
     Json(body): Json<HotelBody>,
 ) -> Result<(StatusCode, axum::Json<Hotel>), ApiError> {
-    let fields = body.parse()?;
-    let db = state.db.get().await?;
-    let hotel = hotels::insert(&db, &fields, state.clock.now()).await?;
+    let hotel = state.catalog.create_hotel(&body.parse()?).await?;
     Ok((StatusCode::CREATED, axum::Json(hotel)))
 }
 
@@ -113,9 +110,8 @@ async fn list_hotels(
         cursor: query.cursor,
     }
     .parse::<i64>()?;
-    let db = state.db.get().await?;
-    let rows = hotels::list(&db, query.city.as_deref(), &page).await?;
-    Ok(axum::Json(Page::from_rows(rows, &page, |hotel| hotel.id)))
+    let hotels = state.catalog.hotels(query.city.as_deref(), &page).await?;
+    Ok(axum::Json(hotels))
 }
 
 #[utoipa::path(get, path = "/v1/hotels/{hotel_id}", tag = "catalog",
@@ -128,11 +124,7 @@ async fn get_hotel(
     State(state): State<AppState>,
     Path(hotel_id): Path<i64>,
 ) -> Result<axum::Json<Hotel>, ApiError> {
-    let db = state.db.get().await?;
-    hotels::get(&db, hotel_id)
-        .await?
-        .map(axum::Json)
-        .ok_or(ApiError::NotFound("hotel"))
+    Ok(axum::Json(state.catalog.hotel(hotel_id).await?))
 }
 
 /// Replaces a hotel. A new overbooking ratio applies to every night from the hotel's today
@@ -157,49 +149,11 @@ async fn replace_hotel(
     Path(hotel_id): Path<i64>,
     Json(body): Json<HotelBody>,
 ) -> Result<axum::Json<Hotel>, ApiError> {
-    let fields = body.parse()?;
-    let now = state.clock.now();
-    let mut db = state.db.get().await?;
-    let tx = db.transaction().await?;
-    let before = hotels::get_for_update(&tx, hotel_id)
-        .await?
-        .ok_or(ApiError::NotFound("hotel"))?;
-    let hotel = hotels::update(&tx, hotel_id, &fields, now).await?;
-    let today = fields.timezone.today(now);
-    let ratio_changed = before.overbooking_ratio != hotel.overbooking_ratio;
-    if ratio_changed {
-        inventory::apply_ratio(&tx, hotel_id, fields.overbooking_ratio, today).await?;
-    }
-    tx.commit().await?;
-    state.booker.forget_hotel(hotel_id);
-    if ratio_changed {
-        refresh_capacities(&state, hotel_id, today).await;
-    }
+    let hotel = state
+        .catalog
+        .replace_hotel(hotel_id, &body.parse()?)
+        .await?;
     Ok(axum::Json(hotel))
-}
-
-/// Puts the new capacities of a hotel's future nights into Redis. A failure is left to
-/// the reconciler: until then Redis may turn guests away early or let the Postgres
-/// re-check refuse them, never oversell.
-async fn refresh_capacities(state: &AppState, hotel_id: i64, from: chrono::NaiveDate) {
-    let Some(cache) = state.booker.cache() else {
-        return;
-    };
-    let refreshed = async {
-        let db = state.db.get().await?;
-        let far_future = from + chrono::Days::new(3650);
-        for (room_type_id, nights) in
-            inventory::nights_of_hotel(&db, hotel_id, from, far_future).await?
-        {
-            cache
-                .load(hotel_id, room_type_id, &nights, LoadMode::Refresh)
-                .await?;
-        }
-        anyhow::Ok(())
-    };
-    if let Err(error) = refreshed.await {
-        tracing::warn!(%error, "could not refresh Redis after a ratio change; the reconciler will");
-    }
 }
 
 /// Deletes a hotel with its room types, rooms and inventory, unless guests with pending or
@@ -219,23 +173,6 @@ async fn delete_hotel(
     _staff: Staff,
     Path(hotel_id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
-    let now = state.clock.now();
-    let mut db = state.db.get().await?;
-    let tx = db.transaction().await?;
-    let hotel = hotels::get_for_update(&tx, hotel_id)
-        .await?
-        .ok_or(ApiError::NotFound("hotel"))?;
-    let today = HotelTimezone::parse(&hotel.timezone)?.today(now);
-    // Bookings in flight hold these rows; once we hold them, every booking has either
-    // committed (and is seen below) or will find its nights gone.
-    inventory::lock_nights_from(&tx, hotel_id, None, today).await?;
-    if hotels::has_live_stays(&tx, hotel_id, None, today).await? {
-        return Err(ApiError::Conflict(
-            "the hotel has pending or confirmed reservations still to come".into(),
-        ));
-    }
-    hotels::delete(&tx, hotel_id).await?;
-    tx.commit().await?;
-    state.booker.forget_hotel(hotel_id);
+    state.catalog.delete_hotel(hotel_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,7 +1,5 @@
 //! `/v1/hotels/{hotel_id}/room-types/{room_type_id}/inventory`: rooms and rates per night.
 
-use std::time::Instant;
-
 use axum::extract::State;
 use chrono::NaiveDate;
 use serde::Deserialize;
@@ -12,13 +10,9 @@ use utoipa_axum::routes;
 use super::auth::Staff;
 use super::error::{ApiError, Problem};
 use super::extract::{Json, Path, Query};
-use super::room_types::require_room_type;
 use super::AppState;
-use crate::domain::{InvalidField, NightRange, OverbookingRatio};
-use crate::inventory::LoadMode;
-use crate::store::hotels;
-use crate::store::inventory::{self, InventoryDay};
-use crate::telemetry;
+use crate::booking::catalog::InventoryChange;
+use crate::domain::{InvalidField, InventoryDay, NightRange};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(put_inventory, get_inventory))
@@ -78,40 +72,19 @@ async fn put_inventory(
             return Err(InvalidField::new("rate_cents", "must be from 0 to 1000000000").into());
         }
     }
-    let mut db = state.db.get().await?;
-    let started = Instant::now();
-    let tx = db.transaction().await?;
-    // The share lock keeps the ratio from changing until the capacities below are written.
-    let hotel = hotels::get_for_share(&tx, hotel_id)
-        .await?
-        .ok_or(ApiError::NotFound("hotel"))?;
-    require_room_type(&tx, hotel_id, room_type_id).await?;
-    let ratio = OverbookingRatio::parse(hotel.overbooking_ratio)?;
-    let written = inventory::put_nights(
-        &tx,
-        hotel_id,
-        room_type_id,
-        nights,
-        body.total_inventory as i32,
-        body.rate_cents,
-        ratio,
-    )
-    .await?;
-    tx.commit().await?;
-    telemetry::observe_transaction("put_inventory", started);
-    if let Some(cache) = state.booker.cache() {
-        // Redis keeps its own count of reserved rooms (it may include bookings still in
-        // flight), so only capacity and rate are overwritten there.
-        if let Err(error) = cache
-            .load(hotel_id, room_type_id, &written, LoadMode::Refresh)
-            .await
-        {
-            tracing::warn!(%error, "could not refresh Redis after an inventory change; the reconciler will");
-        }
-    }
-    Ok(axum::Json(
-        written.into_iter().map(InventoryDay::from).collect(),
-    ))
+    let days = state
+        .catalog
+        .put_inventory(
+            hotel_id,
+            room_type_id,
+            InventoryChange {
+                nights,
+                total_inventory: body.total_inventory as i32,
+                rate_cents: body.rate_cents,
+            },
+        )
+        .await?;
+    Ok(axum::Json(days))
 }
 
 /// The stored nights in `[from, to)`; nights with no inventory set are left out.
@@ -133,11 +106,9 @@ async fn get_inventory(
     Query(query): Query<InventoryQuery>,
 ) -> Result<axum::Json<Vec<InventoryDay>>, ApiError> {
     let nights = NightRange::parse(query.from, query.to, "from", "to")?;
-    let db = state.db.get().await?;
-    require_room_type(&db, hotel_id, room_type_id).await?;
-    let stored =
-        inventory::get_nights(&db, hotel_id, room_type_id, nights.from(), nights.to()).await?;
-    Ok(axum::Json(
-        stored.into_iter().map(InventoryDay::from).collect(),
-    ))
+    let days = state
+        .catalog
+        .inventory(hotel_id, room_type_id, nights)
+        .await?;
+    Ok(axum::Json(days))
 }

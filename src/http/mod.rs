@@ -9,7 +9,7 @@ pub mod extract;
 mod hotels;
 mod inventory;
 mod ops;
-pub mod pagination;
+mod pagination;
 mod reservations;
 mod room_types;
 mod rooms;
@@ -27,6 +27,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::booking::catalog::Catalog;
+use crate::booking::health::Health;
 use crate::booking::Booker;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -37,18 +39,18 @@ use error::ApiError;
 /// Largest request body accepted; larger ones are answered 413 `payload_too_large`.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// What every handler can reach. Cloned per request, so everything in it is cheap to clone:
-/// the booker and the jobs, which hold pools and caches of their own, sit behind one
-/// reference count each.
+/// What every handler can reach: the services it calls, never a store handle. Cloned per
+/// request, so everything in it is cheap to clone: the services, which hold pools and
+/// caches of their own, sit behind one reference count each.
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
-    pub db: deadpool_postgres::Pool,
-    pub redis: crate::inventory::RedisLink,
     pub auth: Arc<Auth>,
     pub clock: Arc<dyn Clock>,
     pub metrics: PrometheusHandle,
     pub booker: Arc<Booker>,
+    pub catalog: Arc<Catalog>,
+    pub health: Arc<Health>,
     pub jobs: Arc<Jobs>,
 }
 

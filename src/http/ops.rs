@@ -1,7 +1,6 @@
 //! Operations endpoints: liveness, readiness, metrics and the OpenAPI document.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -14,7 +13,6 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use crate::config::InventoryMode;
-use crate::telemetry::{self, Backend};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -23,9 +21,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(metrics))
         .routes(routes!(openapi_json))
 }
-
-/// A readiness probe gives each dependency this long before calling it down.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
@@ -56,21 +51,16 @@ async fn healthz() -> axum::Json<Health> {
         (status = 503, description = "A dependency is down", body = Readiness),
     ))]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, axum::Json<Readiness>) {
-    let postgres_up = postgres_answers(&state).await;
+    let health = state.health.probe().await;
     let redis_status = match state.config.inventory_mode {
         InventoryMode::Db => "unused",
-        InventoryMode::Redis => {
-            if redis_answers(&state).await {
-                "up"
-            } else {
-                "down"
-            }
-        }
+        InventoryMode::Redis if health.redis => "up",
+        InventoryMode::Redis => "down",
     };
-    let ready = postgres_up && redis_status != "down";
+    let ready = health.postgres && redis_status != "down";
     let body = Readiness {
         status: if ready { "ready" } else { "not_ready" },
-        postgres: if postgres_up { "up" } else { "down" },
+        postgres: if health.postgres { "up" } else { "down" },
         redis: redis_status,
     };
     let status = if ready {
@@ -81,44 +71,12 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, axum::Json<Readin
     (status, axum::Json(body))
 }
 
-/// Whether Postgres answers `SELECT 1` within [`PROBE_TIMEOUT`].
-async fn postgres_answers(state: &AppState) -> bool {
-    let probe = async {
-        let client = state.db.get().await.ok()?;
-        client.simple_query("SELECT 1").await.ok()
-    };
-    matches!(
-        tokio::time::timeout(PROBE_TIMEOUT, probe).await,
-        Ok(Some(_))
-    )
-}
-
-/// Whether Redis answers `PING` within [`PROBE_TIMEOUT`].
-async fn redis_answers(state: &AppState) -> bool {
-    let probe = async {
-        let call = state.redis.connection().await.ok()?;
-        call.run(redis::cmd("PING").query_async::<String>(&mut call.manager()))
-            .await
-            .ok()
-    };
-    matches!(
-        tokio::time::timeout(PROBE_TIMEOUT, probe).await,
-        Ok(Some(_))
-    )
-}
-
-/// Prometheus text format. Each scrape first samples the connection pools, then probes
-/// Postgres and Redis, so that their gauges say how things stand at the scrape. Redis is
-/// probed in the `db` inventory mode too: it is configured, and an operator switching
-/// modes back needs to know it answers.
+/// Prometheus text format. Each scrape first samples the connection pools and probes
+/// Postgres and Redis, so that their gauges say how things stand at the scrape.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    // Before the probes, which take a connection from each pool themselves.
-    telemetry::record_pools(&state.db, &state.redis);
-    let (postgres_up, redis_up) = tokio::join!(postgres_answers(&state), redis_answers(&state));
-    telemetry::record_backend_up(Backend::Postgres, postgres_up);
-    telemetry::record_backend_up(Backend::Redis, redis_up);
+    state.health.record().await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

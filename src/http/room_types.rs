@@ -2,7 +2,6 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use deadpool_postgres::GenericClient;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -11,11 +10,11 @@ use utoipa_axum::routes;
 use super::auth::Staff;
 use super::error::{ApiError, Problem};
 use super::extract::{Json, Path, Query};
-use super::pagination::{Page, PageQuery};
+use super::pagination::PageQuery;
 use super::AppState;
-use crate::domain::{required_text, HotelTimezone, InvalidField};
-use crate::store::room_types::{self, RoomType, RoomTypeFields};
-use crate::store::{hotels, inventory};
+use crate::domain::{required_text, InvalidField};
+use crate::store::page::Page;
+use crate::store::room_types::{RoomType, RoomTypeFields};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -53,27 +52,6 @@ impl RoomTypeBody {
     }
 }
 
-/// 404 unless the hotel exists, so a list of an unknown hotel is not an empty page.
-pub(super) async fn require_hotel(
-    db: &impl GenericClient,
-    hotel_id: i64,
-) -> Result<hotels::Hotel, ApiError> {
-    hotels::get(db, hotel_id)
-        .await?
-        .ok_or(ApiError::NotFound("hotel"))
-}
-
-/// 404 unless the room type exists in this hotel.
-pub(super) async fn require_room_type(
-    db: &impl GenericClient,
-    hotel_id: i64,
-    room_type_id: i64,
-) -> Result<RoomType, ApiError> {
-    room_types::get(db, hotel_id, room_type_id)
-        .await?
-        .ok_or(ApiError::NotFound("room type"))
-}
-
 #[utoipa::path(post, path = "/v1/hotels/{hotel_id}/room-types", tag = "catalog",
     params(("hotel_id" = i64, Path)),
     request_body = RoomTypeBody,
@@ -92,11 +70,10 @@ async fn create_room_type(
     Path(hotel_id): Path<i64>,
     Json(body): Json<RoomTypeBody>,
 ) -> Result<(StatusCode, axum::Json<RoomType>), ApiError> {
-    let fields = body.parse()?;
-    let db = state.db.get().await?;
-    require_hotel(&db, hotel_id).await?;
-    let room_type = room_types::insert(&db, hotel_id, &fields, state.clock.now()).await?;
-    state.booker.forget_hotel(hotel_id);
+    let room_type = state
+        .catalog
+        .create_room_type(hotel_id, &body.parse()?)
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(room_type)))
 }
 
@@ -113,12 +90,7 @@ async fn list_room_types(
     Query(query): Query<PageQuery>,
 ) -> Result<axum::Json<Page<RoomType>>, ApiError> {
     let page = query.parse::<i64>()?;
-    let db = state.db.get().await?;
-    require_hotel(&db, hotel_id).await?;
-    let rows = room_types::list(&db, hotel_id, &page).await?;
-    Ok(axum::Json(Page::from_rows(rows, &page, |room_type| {
-        room_type.id
-    })))
+    Ok(axum::Json(state.catalog.room_types(hotel_id, &page).await?))
 }
 
 #[utoipa::path(get, path = "/v1/hotels/{hotel_id}/room-types/{room_type_id}", tag = "catalog",
@@ -131,10 +103,8 @@ async fn get_room_type(
     State(state): State<AppState>,
     Path((hotel_id, room_type_id)): Path<(i64, i64)>,
 ) -> Result<axum::Json<RoomType>, ApiError> {
-    let db = state.db.get().await?;
-    require_room_type(&db, hotel_id, room_type_id)
-        .await
-        .map(axum::Json)
+    let room_type = state.catalog.room_type(hotel_id, room_type_id).await?;
+    Ok(axum::Json(room_type))
 }
 
 #[utoipa::path(put, path = "/v1/hotels/{hotel_id}/room-types/{room_type_id}", tag = "catalog",
@@ -155,13 +125,10 @@ async fn replace_room_type(
     Path((hotel_id, room_type_id)): Path<(i64, i64)>,
     Json(body): Json<RoomTypeBody>,
 ) -> Result<axum::Json<RoomType>, ApiError> {
-    let fields = body.parse()?;
-    let db = state.db.get().await?;
-    let replaced = room_types::update(&db, hotel_id, room_type_id, &fields, state.clock.now())
-        .await?
-        .ok_or(ApiError::NotFound("room type"))?;
-    // Its name shows in availability.
-    state.booker.forget_hotel(hotel_id);
+    let replaced = state
+        .catalog
+        .replace_room_type(hotel_id, room_type_id, &body.parse()?)
+        .await?;
     Ok(axum::Json(replaced))
 }
 
@@ -182,23 +149,9 @@ async fn delete_room_type(
     _staff: Staff,
     Path((hotel_id, room_type_id)): Path<(i64, i64)>,
 ) -> Result<StatusCode, ApiError> {
-    let now = state.clock.now();
-    let mut db = state.db.get().await?;
-    let tx = db.transaction().await?;
-    let hotel = require_hotel(&tx, hotel_id).await?;
-    if !room_types::lock(&tx, hotel_id, room_type_id).await? {
-        return Err(ApiError::NotFound("room type"));
-    }
-    let today = HotelTimezone::parse(&hotel.timezone)?.today(now);
-    // As for a hotel: hold the nights first, so no booking commits between check and delete.
-    inventory::lock_nights_from(&tx, hotel_id, Some(room_type_id), today).await?;
-    if hotels::has_live_stays(&tx, hotel_id, Some(room_type_id), today).await? {
-        return Err(ApiError::Conflict(
-            "the room type has pending or confirmed reservations still to come".into(),
-        ));
-    }
-    room_types::delete(&tx, hotel_id, room_type_id).await?;
-    tx.commit().await?;
-    state.booker.forget_hotel(hotel_id);
+    state
+        .catalog
+        .delete_room_type(hotel_id, room_type_id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -10,11 +10,11 @@ use utoipa_axum::routes;
 use super::auth::Staff;
 use super::error::{ApiError, Problem};
 use super::extract::{Json, Path, Query};
-use super::pagination::{Page, PageQuery};
-use super::room_types::{require_hotel, require_room_type};
+use super::pagination::PageQuery;
 use super::AppState;
 use crate::domain::{required_text, InvalidField};
-use crate::store::rooms::{self, Room, RoomFields};
+use crate::store::page::Page;
+use crate::store::rooms::{Room, RoomFields};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -85,10 +85,7 @@ async fn create_room(
     Path(hotel_id): Path<i64>,
     Json(body): Json<RoomBody>,
 ) -> Result<(StatusCode, axum::Json<Room>), ApiError> {
-    let fields = body.parse()?;
-    let db = state.db.get().await?;
-    require_room_type(&db, hotel_id, fields.room_type_id).await?;
-    let room = rooms::insert(&db, hotel_id, &fields, state.clock.now()).await?;
+    let room = state.catalog.create_room(hotel_id, &body.parse()?).await?;
     Ok((StatusCode::CREATED, axum::Json(room)))
 }
 
@@ -109,10 +106,11 @@ async fn list_rooms(
         cursor: query.cursor,
     }
     .parse::<i64>()?;
-    let db = state.db.get().await?;
-    require_hotel(&db, hotel_id).await?;
-    let rows = rooms::list(&db, hotel_id, query.room_type_id, &page).await?;
-    Ok(axum::Json(Page::from_rows(rows, &page, |room| room.id)))
+    let rooms = state
+        .catalog
+        .rooms(hotel_id, query.room_type_id, &page)
+        .await?;
+    Ok(axum::Json(rooms))
 }
 
 #[utoipa::path(get, path = "/v1/hotels/{hotel_id}/rooms/{room_id}", tag = "catalog",
@@ -125,11 +123,7 @@ async fn get_room(
     State(state): State<AppState>,
     Path((hotel_id, room_id)): Path<(i64, i64)>,
 ) -> Result<axum::Json<Room>, ApiError> {
-    let db = state.db.get().await?;
-    rooms::get(&db, hotel_id, room_id)
-        .await?
-        .map(axum::Json)
-        .ok_or(ApiError::NotFound("room"))
+    Ok(axum::Json(state.catalog.room(hotel_id, room_id).await?))
 }
 
 #[utoipa::path(put, path = "/v1/hotels/{hotel_id}/rooms/{room_id}", tag = "catalog",
@@ -151,16 +145,11 @@ async fn replace_room(
     Path((hotel_id, room_id)): Path<(i64, i64)>,
     Json(body): Json<RoomBody>,
 ) -> Result<axum::Json<Room>, ApiError> {
-    let fields = body.parse()?;
-    let db = state.db.get().await?;
-    if rooms::get(&db, hotel_id, room_id).await?.is_none() {
-        return Err(ApiError::NotFound("room"));
-    }
-    require_room_type(&db, hotel_id, fields.room_type_id).await?;
-    rooms::update(&db, hotel_id, room_id, &fields, state.clock.now())
-        .await?
-        .map(axum::Json)
-        .ok_or(ApiError::NotFound("room"))
+    let room = state
+        .catalog
+        .replace_room(hotel_id, room_id, &body.parse()?)
+        .await?;
+    Ok(axum::Json(room))
 }
 
 #[utoipa::path(delete, path = "/v1/hotels/{hotel_id}/rooms/{room_id}", tag = "catalog",
@@ -177,10 +166,6 @@ async fn delete_room(
     _staff: Staff,
     Path((hotel_id, room_id)): Path<(i64, i64)>,
 ) -> Result<StatusCode, ApiError> {
-    let db = state.db.get().await?;
-    if rooms::delete(&db, hotel_id, room_id).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound("room"))
-    }
+    state.catalog.delete_room(hotel_id, room_id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -1,13 +1,13 @@
 //! The Redis key layout.
 //!
 //! `{prefix}night:{<hotel_id>}:<room_type_id>:<YYYY-MM-DD>` is a hash {cap, res, rate} for one
-//! night of one room type; `{prefix}hold:{<hotel_id>}:<reservation_id>` marks a reservation id
-//! that has deducted inventory; `{prefix}inflight:{<hotel_id>}` lists the hotel's
+//! night of one room type; `{prefix}deducted:{<hotel_id>}:<reservation_id>` marks a
+//! reservation id that has deducted inventory (its deduction marker); `{prefix}inflight:{<hotel_id>}` lists the hotel's
 //! deductions whose commit is still in flight. The hotel id sits inside a Redis Cluster hash tag, so every
 //! key a script touches for one stay lives in one slot.
 
+use crate::domain::ReservationId;
 use chrono::{Days, NaiveDate, NaiveTime};
-use uuid::Uuid;
 
 #[derive(Debug, Clone)]
 pub struct KeyLayout {
@@ -27,8 +27,9 @@ impl KeyLayout {
         format!("{}night:{{{hotel_id}}}:{room_type_id}:{night}", self.prefix)
     }
 
-    pub fn hold(&self, hotel_id: i64, reservation_id: Uuid) -> String {
-        format!("{}hold:{{{hotel_id}}}:{reservation_id}", self.prefix)
+    /// The deduction marker of a reservation id: set by reserve.lua, 'c' once committed.
+    pub fn deduction(&self, hotel_id: i64, reservation_id: ReservationId) -> String {
+        format!("{}deducted:{{{hotel_id}}}:{reservation_id}", self.prefix)
     }
 
     /// The hotel's in-flight hash: reservation id -> the deduction it made, until its
@@ -58,11 +59,12 @@ mod tests {
         let keys = KeyLayout::new("ik:");
         let night = NaiveDate::from_ymd_opt(2027, 7, 1).unwrap();
         assert_eq!(keys.night(42, 7, night), "ik:night:{42}:7:2027-07-01");
-        let id = Uuid::nil();
+        let id = ReservationId::new(uuid::Uuid::nil());
         assert_eq!(
-            keys.hold(42, id),
-            "ik:hold:{42}:00000000-0000-0000-0000-000000000000"
+            keys.deduction(42, id),
+            "ik:deducted:{42}:00000000-0000-0000-0000-000000000000"
         );
+        assert_eq!(keys.in_flight(42), "ik:inflight:{42}");
     }
 
     #[test]

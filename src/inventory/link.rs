@@ -119,6 +119,18 @@ impl RedisLink {
         Ok(call)
     }
 
+    /// Whether Redis answers `PING` within `timeout`: for readiness and the
+    /// `innkeeper_backend_up` gauge.
+    pub async fn ping(&self, timeout: Duration) -> bool {
+        let probe = async {
+            let call = self.connection().await.ok()?;
+            call.run(redis::cmd("PING").query_async::<String>(&mut call.manager()))
+                .await
+                .ok()
+        };
+        matches!(tokio::time::timeout(timeout, probe).await, Ok(Some(_)))
+    }
+
     pub fn status(&self) -> LinkStatus {
         let (mut in_use, mut calls) = (0, 0);
         for line in &self.inner.lines {

@@ -13,9 +13,9 @@ pub mod scripts;
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use uuid::Uuid;
 
-use crate::store::inventory::Night;
+use crate::domain::{Night, Stay};
+use crate::telemetry;
 use keys::{night_expires_at, KeyLayout};
 pub use link::RedisLink;
 pub use scripts::PreDeduct;
@@ -55,32 +55,12 @@ pub struct CachedNight {
     pub rate_cents: i64,
 }
 
-/// One stay's deduction of rooms: what reserve.lua takes and release.lua gives back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hold {
-    pub reservation_id: Uuid,
-    pub hotel_id: i64,
-    pub room_type_id: i64,
-    pub check_in: NaiveDate,
-    pub check_out: NaiveDate,
-    pub rooms: i32,
-}
-
-impl Hold {
-    pub fn nights(&self) -> Vec<NaiveDate> {
-        self.check_in
-            .iter_days()
-            .take_while(|night| *night < self.check_out)
-            .collect()
-    }
-
-    /// The in-flight hash entry: "rooms|room_type_id|check_in|check_out|deadline".
-    fn in_flight_entry(&self, deadline: i64) -> String {
-        format!(
-            "{}|{}|{}|{}|{deadline}",
-            self.rooms, self.room_type_id, self.check_in, self.check_out
-        )
-    }
+/// A stay's in-flight hash entry: "rooms|room_type_id|check_in|check_out|deadline".
+fn in_flight_entry(stay: &Stay, deadline: i64) -> String {
+    format!(
+        "{}|{}|{}|{}|{deadline}",
+        stay.rooms, stay.room_type_id, stay.check_in, stay.check_out
+    )
 }
 
 /// An in-flight deduction the reconciler read before its Postgres snapshot, and whether
@@ -106,16 +86,23 @@ pub struct ReconcileCounts {
 pub struct NightCache {
     link: RedisLink,
     keys: KeyLayout,
-    hold_marker_ttl: Duration,
+    marker_ttl: Duration,
 }
 
 impl NightCache {
-    pub fn new(link: RedisLink, prefix: &str, hold_marker_ttl: Duration) -> Self {
+    /// `marker_ttl`: how long the deduction marker of a reservation id lives before its
+    /// commit is marked (see lua/reserve.lua).
+    pub fn new(link: RedisLink, prefix: &str, marker_ttl: Duration) -> Self {
         Self {
             link,
             keys: KeyLayout::new(prefix),
-            hold_marker_ttl,
+            marker_ttl,
         }
+    }
+
+    /// Whether Redis answers `PING` within `timeout`.
+    pub async fn ping(&self, timeout: Duration) -> bool {
+        self.link.ping(timeout).await
     }
 
     fn night_keys(&self, hotel_id: i64, room_type_id: i64, nights: &[NaiveDate]) -> Vec<String> {
@@ -125,81 +112,82 @@ impl NightCache {
             .collect()
     }
 
-    /// The keys every script on a hold touches: its nights, its marker, the in-flight hash.
-    fn hold_invocation<'a>(
+    /// The keys every script on a stay's deduction touches: its nights, its deduction
+    /// marker, the hotel's in-flight hash.
+    fn stay_invocation<'a>(
         &self,
         script: &'a redis::Script,
-        hold: &Hold,
+        stay: &Stay,
     ) -> redis::ScriptInvocation<'a> {
         let mut invocation = script.prepare_invoke();
-        for key in self.night_keys(hold.hotel_id, hold.room_type_id, &hold.nights()) {
-            invocation.key(key);
+        for night in stay.nights() {
+            invocation.key(self.keys.night(stay.hotel_id, stay.room_type_id, night));
         }
         invocation
-            .key(self.keys.hold(hold.hotel_id, hold.reservation_id))
-            .key(self.keys.in_flight(hold.hotel_id));
+            .key(self.keys.deduction(stay.hotel_id, stay.reservation_id))
+            .key(self.keys.in_flight(stay.hotel_id));
         invocation
     }
 
-    /// Deducts the hold's rooms on every night, or on none, and records it as in flight
-    /// until `deadline` (unix seconds), by which its transaction has surely ended.
-    pub async fn reserve(&self, hold: &Hold, deadline: i64) -> Result<PreDeduct, CacheError> {
+    /// Deducts the stay's rooms on every night, or on none, and records the deduction as
+    /// in flight until `deadline` (unix seconds), by which its transaction has surely ended.
+    pub async fn reserve(&self, stay: &Stay, deadline: i64) -> Result<PreDeduct, CacheError> {
         let call = self.link.connection().await?;
         let mut connection = call.manager();
-        let mut invocation = self.hold_invocation(&scripts::RESERVE, hold);
+        let mut invocation = self.stay_invocation(&scripts::RESERVE, stay);
         invocation
-            .arg(hold.rooms)
-            .arg(self.hold_marker_ttl.as_secs().max(1))
-            .arg(hold.reservation_id.to_string())
-            .arg(hold.in_flight_entry(deadline));
+            .arg(stay.rooms)
+            .arg(self.marker_ttl.as_secs().max(1))
+            .arg(stay.reservation_id.to_string())
+            .arg(in_flight_entry(stay, deadline));
         let started = std::time::Instant::now();
         let reply: Vec<i64> = call.run(invocation.invoke_async(&mut connection)).await?;
-        crate::telemetry::observe_script("reserve", started);
+        telemetry::observe_script("reserve", started);
         scripts::decode_reserve(&reply).ok_or(CacheError::UnknownReply(reply))
     }
 
-    /// Gives back a pre-deduction that Postgres did not commit. Idempotent: only the
-    /// first call for a hold gives rooms back. Returns whether it did.
-    pub async fn release_hold(&self, hold: &Hold) -> Result<bool, CacheError> {
-        self.release(hold, "hold").await
+    /// Gives back a deduction that Postgres did not commit. Idempotent: only the first
+    /// call for a reservation id gives rooms back. Returns whether it did.
+    pub async fn release_deduction(&self, stay: &Stay) -> Result<bool, CacheError> {
+        self.release(stay, "deduction").await
     }
 
     /// Gives back the nights of a stay that Postgres has just canceled or expired.
-    pub async fn release_stay(&self, hold: &Hold) -> Result<bool, CacheError> {
-        self.release(hold, "stay").await
+    pub async fn release_stay(&self, stay: &Stay) -> Result<bool, CacheError> {
+        self.release(stay, "stay").await
     }
 
-    async fn release(&self, hold: &Hold, mode: &str) -> Result<bool, CacheError> {
+    async fn release(&self, stay: &Stay, mode: &str) -> Result<bool, CacheError> {
         let call = self.link.connection().await?;
         let mut connection = call.manager();
-        let mut invocation = self.hold_invocation(&scripts::RELEASE, hold);
+        let mut invocation = self.stay_invocation(&scripts::RELEASE, stay);
         invocation
-            .arg(hold.rooms)
+            .arg(stay.rooms)
             .arg(mode)
-            .arg(hold.reservation_id.to_string());
+            .arg(stay.reservation_id.to_string());
         let started = std::time::Instant::now();
         let released: i64 = call.run(invocation.invoke_async(&mut connection)).await?;
-        crate::telemetry::observe_script("release", started);
+        telemetry::observe_script("release", started);
         Ok(released == 1)
     }
 
-    /// Marks a hold committed: its marker becomes 'c' for `ttl` (replays find it without
-    /// deducting again, and release.lua never gives a committed stay back as an
-    /// uncommitted hold), and it leaves the in-flight hash, atomically.
-    pub async fn mark_committed(&self, hold: &Hold, ttl: Duration) -> Result<(), CacheError> {
+    /// Marks a deduction committed: its marker becomes 'c' for `ttl` (replays find it
+    /// without deducting again, and release.lua never gives a committed stay back as an
+    /// uncommitted deduction), and it leaves the in-flight hash, atomically.
+    pub async fn mark_committed(&self, stay: &Stay, ttl: Duration) -> Result<(), CacheError> {
         let call = self.link.connection().await?;
         let mut connection = call.manager();
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("SET")
-            .arg(self.keys.hold(hold.hotel_id, hold.reservation_id))
+            .arg(self.keys.deduction(stay.hotel_id, stay.reservation_id))
             .arg("c")
             .arg("EX")
             .arg(ttl.as_secs().max(1))
             .ignore()
             .cmd("HDEL")
-            .arg(self.keys.in_flight(hold.hotel_id))
-            .arg(hold.reservation_id.to_string())
+            .arg(self.keys.in_flight(stay.hotel_id))
+            .arg(stay.reservation_id.to_string())
             .ignore();
         call.run(pipe.query_async::<()>(&mut connection)).await?;
         Ok(())
@@ -237,7 +225,7 @@ impl NightCache {
             .arg(room_type_id);
         for night in nights {
             invocation
-                .arg(night.date.format("%Y-%m-%d").to_string())
+                .arg(night.date.to_string())
                 .arg(night.capacity)
                 .arg(night.total_reserved)
                 .arg(night.rate_cents)
@@ -252,7 +240,7 @@ impl NightCache {
         }
         let started = std::time::Instant::now();
         let reply: Vec<i64> = call.run(invocation.invoke_async(&mut connection)).await?;
-        crate::telemetry::observe_script("reconcile", started);
+        telemetry::observe_script("reconcile", started);
         match reply[..] {
             [checked, drifted, repaired, deferred] => Ok(ReconcileCounts {
                 checked: checked as u64,
@@ -292,7 +280,7 @@ impl NightCache {
         }
         let started = std::time::Instant::now();
         let _written: i64 = call.run(invocation.invoke_async(&mut connection)).await?;
-        crate::telemetry::observe_script("load_nights", started);
+        telemetry::observe_script("load_nights", started);
         Ok(())
     }
 

@@ -31,9 +31,12 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::config::BookingLimits;
+use crate::domain::BookingLimits;
 use crate::inventory::{KnownDeduction, NightCache, ReconcileCounts};
 use crate::store::inventory;
+use crate::telemetry::metrics::{
+    RECONCILER_DRIFT, RECONCILER_LAST_SUCCESS, RECONCILER_REPAIRS, RECONCILER_RUNS,
+};
 
 /// Nights per script call, so one call never blocks Redis for long.
 const NIGHTS_PER_CALL: usize = 400;
@@ -99,11 +102,10 @@ impl Reconciler {
             drifted: total.drifted,
             repaired: total.repaired,
         };
-        metrics::counter!("innkeeper_reconciler_runs_total").increment(1);
-        metrics::gauge!("innkeeper_reconciler_drift_nights").set(report.drifted as f64);
-        metrics::counter!("innkeeper_reconciler_repairs_total").increment(report.repaired);
-        metrics::gauge!("innkeeper_reconciler_last_success_timestamp_seconds")
-            .set(self.clock.now().timestamp() as f64);
+        metrics::counter!(RECONCILER_RUNS).increment(1);
+        metrics::gauge!(RECONCILER_DRIFT).set(report.drifted as f64);
+        metrics::counter!(RECONCILER_REPAIRS).increment(report.repaired);
+        metrics::gauge!(RECONCILER_LAST_SUCCESS).set(self.clock.now().timestamp() as f64);
         if report.drifted > 0 || total.deferred > 0 {
             tracing::info!(
                 checked = report.checked,

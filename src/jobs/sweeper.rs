@@ -8,13 +8,10 @@
 //! expired (and answers 409).
 
 use std::sync::Arc;
-use std::time::Instant;
-
-use tokio_postgres::Row;
 
 use crate::booking::Booker;
 use crate::clock::Clock;
-use crate::store::reservations::Reservation;
+use crate::telemetry::metrics::HOLDS_EXPIRED;
 
 /// Holds expired per statement; the sweep repeats until a batch comes back short.
 const BATCH: i32 = 200;
@@ -34,24 +31,10 @@ impl Sweeper {
     pub async fn run_once(&self) -> anyhow::Result<u64> {
         let mut expired = 0;
         loop {
-            let now = self.clock.now();
-            let started = Instant::now();
-            let rows: Vec<Row> = {
-                let db = self.booker.db().get().await?;
-                let sql = "SELECT reservation_id, hotel_id, room_type_id, guest_id, check_in, \
-                           check_out, rooms, status, total_cents, currency, hold_expires_at, \
-                           created_at, updated_at FROM expire_holds($1, $2)";
-                db.query(&db.prepare_cached(sql).await?, &[&now, &BATCH])
-                    .await?
-            };
-            crate::telemetry::observe_transaction("expire_holds", started);
-            for row in &rows {
-                let ended = Reservation::from_row(row);
-                self.booker.give_back(&ended).await;
-            }
-            expired += rows.len() as u64;
-            metrics::counter!("innkeeper_holds_expired_total").increment(rows.len() as u64);
-            if rows.len() < BATCH as usize {
+            let batch = self.booker.expire_due(self.clock.now(), BATCH).await?;
+            expired += batch as u64;
+            metrics::counter!(HOLDS_EXPIRED).increment(batch as u64);
+            if batch < BATCH as usize {
                 return Ok(expired);
             }
         }

@@ -6,8 +6,9 @@ use serde::Serialize;
 use tokio_postgres::Row;
 use utoipa::ToSchema;
 
+use super::page::PageRequest;
+use super::Column;
 use crate::domain::{CurrencyCode, HotelTimezone, OverbookingRatio};
-use crate::http::pagination::PageRequest;
 
 /// A hotel as the API shows it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -18,11 +19,14 @@ pub struct Hotel {
     pub city: String,
     pub country: String,
     /// IANA timezone; "today" for booking rules is the hotel's today.
-    pub timezone: String,
+    #[schema(value_type = String)]
+    pub timezone: HotelTimezone,
     /// ISO 4217 code of every price of the hotel.
-    pub currency: String,
+    #[schema(value_type = String)]
+    pub currency: CurrencyCode,
     /// A night may hold floor(total_inventory * overbooking_ratio) reservations.
-    pub overbooking_ratio: f64,
+    #[schema(value_type = f64)]
+    pub overbooking_ratio: OverbookingRatio,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -42,20 +46,22 @@ pub struct HotelFields {
 const COLUMNS: &str = "hotel_id, name, address, city, country, timezone, currency, \
                        overbooking_ratio_bp, created_at, updated_at";
 
-fn from_row(row: &Row) -> Hotel {
-    let bp: i32 = row.get("overbooking_ratio_bp");
-    Hotel {
+/// A hotel row. The table's CHECKs hold the ratio's range, the migrations' code the
+/// timezone and currency, so a row that does not parse is a corrupt database: an error, not
+/// a default.
+fn from_row(row: &Row) -> Result<Hotel, tokio_postgres::Error> {
+    Ok(Hotel {
         id: row.get("hotel_id"),
         name: row.get("name"),
         address: row.get("address"),
         city: row.get("city"),
         country: row.get("country"),
-        timezone: row.get("timezone"),
-        currency: row.get("currency"),
-        overbooking_ratio: f64::from(bp) / 10_000.0,
+        timezone: row.try_get::<_, Column<_>>("timezone")?.0,
+        currency: row.try_get::<_, Column<_>>("currency")?.0,
+        overbooking_ratio: row.try_get::<_, Column<_>>("overbooking_ratio_bp")?.0,
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
-    }
+    })
 }
 
 pub async fn insert(
@@ -83,7 +89,7 @@ pub async fn insert(
             ],
         )
         .await?;
-    Ok(from_row(&row))
+    from_row(&row)
 }
 
 pub async fn get(
@@ -94,7 +100,7 @@ pub async fn get(
     let row = db
         .query_opt(&db.prepare_cached(&sql).await?, &[&hotel_id])
         .await?;
-    Ok(row.as_ref().map(from_row))
+    row.as_ref().map(from_row).transpose()
 }
 
 /// Locks the hotel row for the rest of the transaction, so a concurrent write to the same
@@ -107,7 +113,7 @@ pub async fn get_for_update(
     let row = db
         .query_opt(&db.prepare_cached(&sql).await?, &[&hotel_id])
         .await?;
-    Ok(row.as_ref().map(from_row))
+    row.as_ref().map(from_row).transpose()
 }
 
 /// Reads the hotel and keeps it from changing until the transaction ends, while letting
@@ -120,7 +126,7 @@ pub async fn get_for_share(
     let row = db
         .query_opt(&db.prepare_cached(&sql).await?, &[&hotel_id])
         .await?;
-    Ok(row.as_ref().map(from_row))
+    row.as_ref().map(from_row).transpose()
 }
 
 /// One page of hotels by id, optionally in one city (matched without regard to case).
@@ -140,7 +146,7 @@ pub async fn list(
             &[&city, &page.after.unwrap_or(0), &(page.limit + 1)],
         )
         .await?;
-    Ok(rows.iter().map(from_row).collect())
+    rows.iter().map(from_row).collect()
 }
 
 /// Replaces a hotel's fields. The caller holds the row lock (see [`get_for_update`]).
@@ -171,7 +177,7 @@ pub async fn update(
             ],
         )
         .await?;
-    Ok(from_row(&row))
+    from_row(&row)
 }
 
 /// Whether pending or confirmed stays of the hotel (or of one of its room types) end after
@@ -200,4 +206,29 @@ pub async fn delete(db: &impl GenericClient, hotel_id: i64) -> Result<bool, toki
         .execute(&db.prepare_cached(sql).await?, &[&hotel_id])
         .await?
         == 1)
+}
+
+/// A hotel's timezone and its room types (id and name, in id order), or `None` when the
+/// hotel does not exist: what the booking path must know before it touches inventory.
+pub async fn room_types_of(
+    db: &impl GenericClient,
+    hotel_id: i64,
+) -> Result<Option<(HotelTimezone, Vec<(i64, String)>)>, tokio_postgres::Error> {
+    let sql = "SELECT h.timezone, rt.room_type_id, rt.name \
+               FROM hotels h LEFT JOIN room_types rt ON rt.hotel_id = h.hotel_id \
+               WHERE h.hotel_id = $1 ORDER BY rt.room_type_id";
+    let rows = db
+        .query(&db.prepare_cached(sql).await?, &[&hotel_id])
+        .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let timezone = first.try_get::<_, Column<HotelTimezone>>("timezone")?.0;
+    let mut room_types = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if let Some(id) = row.try_get::<_, Option<i64>>("room_type_id")? {
+            room_types.push((id, row.try_get("name")?));
+        }
+    }
+    Ok(Some((timezone, room_types)))
 }

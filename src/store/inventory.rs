@@ -2,46 +2,9 @@
 
 use chrono::NaiveDate;
 use deadpool_postgres::GenericClient;
-use serde::Serialize;
 use tokio_postgres::Row;
-use utoipa::ToSchema;
 
-use crate::domain::{NightRange, OverbookingRatio};
-
-/// One night of one room type, as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Night {
-    pub date: NaiveDate,
-    pub total_inventory: i32,
-    /// floor(total_inventory * overbooking_ratio): the rooms the night may hold.
-    pub capacity: i32,
-    pub total_reserved: i32,
-    pub rate_cents: i64,
-}
-
-/// One night of one room type, as the API shows it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct InventoryDay {
-    #[schema(value_type = String, format = Date)]
-    pub date: NaiveDate,
-    pub total_inventory: i32,
-    pub total_reserved: i32,
-    /// floor(total_inventory * overbooking_ratio) - total_reserved, never negative.
-    pub available: i32,
-    pub rate_cents: i64,
-}
-
-impl From<Night> for InventoryDay {
-    fn from(night: Night) -> Self {
-        Self {
-            date: night.date,
-            total_inventory: night.total_inventory,
-            total_reserved: night.total_reserved,
-            available: (night.capacity - night.total_reserved).max(0),
-            rate_cents: night.rate_cents,
-        }
-    }
-}
+use crate::domain::{Night, NightRange, OverbookingRatio};
 
 fn from_row(row: &Row) -> Night {
     Night {

@@ -5,6 +5,7 @@
 
 pub mod hotels;
 pub mod inventory;
+pub mod page;
 pub mod reservations;
 pub mod room_types;
 pub mod rooms;
@@ -14,8 +15,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::types::{FromSql, Type};
 
 use crate::config::Config;
+use crate::domain::{CurrencyCode, HotelTimezone, OverbookingRatio, ReservationStatus};
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -81,4 +84,75 @@ pub async fn migrate(pool: &Pool) -> anyhow::Result<()> {
         tracing::info!(migration = %migration, "applied migration");
     }
     Ok(())
+}
+
+/// Whether the database answers `SELECT 1` within `timeout`: for readiness and the
+/// `innkeeper_backend_up` gauge.
+pub async fn ping(pool: &Pool, timeout: Duration) -> bool {
+    let probe = async {
+        let client = pool.get().await.ok()?;
+        client.simple_query("SELECT 1").await.ok()
+    };
+    matches!(tokio::time::timeout(timeout, probe).await, Ok(Some(_)))
+}
+
+/// A column read straight into a domain type. The tables' CHECKs and the code that writes
+/// them keep these valid, so a value the domain refuses means a corrupt row: it becomes a
+/// conversion error of the query (answered 500), never a panic and never a default.
+pub(crate) struct Column<T>(pub T);
+
+type ConversionError = Box<dyn std::error::Error + Sync + Send>;
+
+fn text_column<T, E: Into<ConversionError>>(
+    ty: &Type,
+    raw: &[u8],
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<Column<T>, ConversionError> {
+    parse(<&str as FromSql>::from_sql(ty, raw)?)
+        .map(Column)
+        .map_err(Into::into)
+}
+
+impl<'a> FromSql<'a> for Column<HotelTimezone> {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, ConversionError> {
+        text_column(ty, raw, HotelTimezone::parse)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <&str as FromSql>::accepts(ty)
+    }
+}
+
+impl<'a> FromSql<'a> for Column<CurrencyCode> {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, ConversionError> {
+        text_column(ty, raw, CurrencyCode::parse)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <&str as FromSql>::accepts(ty)
+    }
+}
+
+impl<'a> FromSql<'a> for Column<ReservationStatus> {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, ConversionError> {
+        text_column(ty, raw, str::parse)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <&str as FromSql>::accepts(ty)
+    }
+}
+
+/// `overbooking_ratio_bp`: whole basis points.
+impl<'a> FromSql<'a> for Column<OverbookingRatio> {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, ConversionError> {
+        let bp = i32::from_sql(ty, raw)?;
+        OverbookingRatio::from_basis_points(i64::from(bp))
+            .map(Column)
+            .ok_or_else(|| format!("{bp} basis points is not an overbooking ratio").into())
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <i32 as FromSql>::accepts(ty)
+    }
 }

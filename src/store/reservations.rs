@@ -2,52 +2,16 @@
 
 use std::time::Instant;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
-use serde::Serialize;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Row;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::http::pagination::{CursorKey, PageRequest};
+use super::page::{CursorKey, PageRequest};
+use super::Column;
+use crate::domain::{Ending, NewReservation, Reservation, ReservationId, Stay};
 use crate::telemetry;
-
-/// A reservation as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct Reservation {
-    pub reservation_id: Uuid,
-    pub hotel_id: i64,
-    pub room_type_id: i64,
-    pub guest_id: String,
-    #[schema(value_type = String, format = Date)]
-    pub check_in: NaiveDate,
-    #[schema(value_type = String, format = Date)]
-    pub check_out: NaiveDate,
-    pub rooms: i32,
-    /// `pending`, `confirmed`, `canceled` or `expired`.
-    pub status: String,
-    pub total_cents: i64,
-    pub currency: String,
-    /// Until when a pending reservation holds its rooms.
-    pub hold_expires_at: DateTime<Utc>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// What a booking asks Postgres to commit.
-#[derive(Debug, Clone)]
-pub struct NewStay {
-    pub reservation_id: Uuid,
-    pub hotel_id: i64,
-    pub room_type_id: i64,
-    pub guest_id: String,
-    pub check_in: NaiveDate,
-    pub check_out: NaiveDate,
-    pub rooms: i32,
-    pub now: DateTime<Utc>,
-    pub hold_expires_at: DateTime<Utc>,
-}
 
 /// How the booking transaction ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,25 +26,25 @@ pub enum Committed {
 /// SQLSTATE raised by `book_stay` when a night filled up under its row lock.
 const SOLD_OUT_AT_GUARD: &str = "IK409";
 
-impl Reservation {
-    /// A reservation from a row with every column of the table.
-    pub fn from_row(row: &Row) -> Self {
-        Self {
-            reservation_id: row.get("reservation_id"),
-            hotel_id: row.get("hotel_id"),
-            room_type_id: row.get("room_type_id"),
-            guest_id: row.get("guest_id"),
-            check_in: row.get("check_in"),
-            check_out: row.get("check_out"),
-            rooms: row.get("rooms"),
-            status: row.get("status"),
-            total_cents: row.get("total_cents"),
-            currency: row.get("currency"),
-            hold_expires_at: row.get("hold_expires_at"),
-            created_at: row.get("created_at"),
-            updated_at: row.get("updated_at"),
-        }
-    }
+/// A reservation from a row with every column of the table (see [`COLUMNS`]).
+pub fn from_row(row: &Row) -> Result<Reservation, tokio_postgres::Error> {
+    Ok(Reservation {
+        stay: Stay {
+            reservation_id: ReservationId::new(row.try_get("reservation_id")?),
+            hotel_id: row.try_get("hotel_id")?,
+            room_type_id: row.try_get("room_type_id")?,
+            check_in: row.try_get("check_in")?,
+            check_out: row.try_get("check_out")?,
+            rooms: i64::from(row.try_get::<_, i32>("rooms")?),
+        },
+        guest_id: row.try_get("guest_id")?,
+        status: row.try_get::<_, Column<_>>("status")?.0,
+        total_cents: row.try_get("total_cents")?,
+        currency: row.try_get("currency")?,
+        hold_expires_at: row.try_get("hold_expires_at")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
 }
 
 const BOOK: &str =
@@ -93,26 +57,29 @@ pub async fn prepare(db: &impl GenericClient) -> Result<(), tokio_postgres::Erro
     db.prepare_cached(BOOK).await.map(drop)
 }
 
-/// Runs the booking transaction (`book_stay`, see migrations/V2__booking.sql): one
-/// statement, one round trip, whatever the number of nights.
+/// Runs the booking transaction (`book_stay`, defined by migrations/V4, first written in
+/// V2): one statement, one round trip, whatever the number of nights.
 pub async fn book(
     db: &impl GenericClient,
-    stay: &NewStay,
-) -> Result<Committed, tokio_postgres::Error> {
+    booking: &NewReservation,
+) -> Result<Committed, BookError> {
+    let stay = &booking.stay;
+    let rooms = i32::try_from(stay.rooms)
+        .map_err(|_| BookError::Outcome(format!("{} rooms", stay.rooms)))?;
     let statement = db.prepare_cached(BOOK).await?;
     let result = db
         .query_one(
             &statement,
             &[
-                &stay.reservation_id,
+                &stay.reservation_id.as_uuid(),
                 &stay.hotel_id,
                 &stay.room_type_id,
-                &stay.guest_id,
+                &booking.guest_id,
                 &stay.check_in,
                 &stay.check_out,
-                &stay.rooms,
-                &stay.now,
-                &stay.hold_expires_at,
+                &rooms,
+                &booking.created_at,
+                &booking.hold_expires_at,
             ],
         )
         .await;
@@ -121,27 +88,45 @@ pub async fn book(
         Err(error) if error.code() == Some(&SqlState::from_code(SOLD_OUT_AT_GUARD)) => {
             return Ok(Committed::SoldOut)
         }
-        Err(error) => return Err(error),
+        Err(error) => return Err(error.into()),
     };
-    Ok(match row.get::<_, &str>("outcome") {
-        "created" => Committed::Created(Reservation {
-            reservation_id: stay.reservation_id,
-            hotel_id: stay.hotel_id,
-            room_type_id: stay.room_type_id,
-            guest_id: stay.guest_id.clone(),
-            check_in: stay.check_in,
-            check_out: stay.check_out,
-            rooms: stay.rooms,
-            status: "pending".to_owned(),
-            total_cents: row.get("total_cents"),
-            currency: row.get("currency"),
-            hold_expires_at: stay.hold_expires_at,
-            created_at: stay.now,
-            updated_at: stay.now,
-        }),
-        "exists" => Committed::Exists,
-        _ => Committed::SoldOut,
-    })
+    match row.try_get::<_, &str>("outcome")? {
+        "created" => Ok(Committed::Created(Reservation::created(
+            booking,
+            row.try_get("total_cents")?,
+            row.try_get("currency")?,
+        ))),
+        "exists" => Ok(Committed::Exists),
+        "sold_out" => Ok(Committed::SoldOut),
+        other => Err(BookError::Outcome(other.to_owned())),
+    }
+}
+
+/// Why the booking statement gave no outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum BookError {
+    #[error(transparent)]
+    Postgres(#[from] tokio_postgres::Error),
+    /// `book_stay()` answered an outcome this code does not know: the function and the
+    /// code disagree (a migration ahead of the binary, or the reverse). Reading it as any
+    /// known outcome could answer a guest wrongly, so it is an error.
+    #[error("book_stay() answered the unknown outcome {0:?}")]
+    Outcome(String),
+}
+
+impl BookError {
+    /// Whether Postgres rolled the booking back as a deadlock or serialization victim, so
+    /// running it again is safe.
+    pub fn is_deadlock(&self) -> bool {
+        use tokio_postgres::error::SqlState;
+        match self {
+            Self::Postgres(error) => {
+                error.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED)
+                    || error.code() == Some(&SqlState::T_R_SERIALIZATION_FAILURE)
+            }
+            Self::Outcome(_) => false,
+        }
+    }
 }
 
 const COLUMNS: &str = "reservation_id, hotel_id, room_type_id, guest_id, check_in, check_out, \
@@ -149,21 +134,24 @@ const COLUMNS: &str = "reservation_id, hotel_id, room_type_id, guest_id, check_i
 
 pub async fn get(
     db: &impl GenericClient,
-    reservation_id: Uuid,
+    reservation_id: ReservationId,
 ) -> Result<Option<Reservation>, tokio_postgres::Error> {
     let sql = format!("SELECT {COLUMNS} FROM reservations WHERE reservation_id = $1");
     let row = db
-        .query_opt(&db.prepare_cached(&sql).await?, &[&reservation_id])
+        .query_opt(
+            &db.prepare_cached(&sql).await?,
+            &[&reservation_id.as_uuid()],
+        )
         .await?;
-    Ok(row.as_ref().map(Reservation::from_row))
+    row.as_ref().map(from_row).transpose()
 }
 
-/// Ends a live reservation as `canceled` or `expired` and gives its nights back, in one
-/// statement. `None` when its state does not allow it (or it does not exist).
+/// Ends a live reservation and gives its nights back, in one statement. `None` when its
+/// state does not allow it (or it does not exist).
 pub async fn end_stay(
     db: &impl GenericClient,
-    reservation_id: Uuid,
-    status: &str,
+    reservation_id: ReservationId,
+    ending: Ending,
     now: DateTime<Utc>,
 ) -> Result<Option<Reservation>, tokio_postgres::Error> {
     let started = Instant::now();
@@ -171,17 +159,33 @@ pub async fn end_stay(
     let row = db
         .query_opt(
             &db.prepare_cached(&sql).await?,
-            &[&reservation_id, &status, &now],
+            &[&reservation_id.as_uuid(), &ending.status().as_str(), &now],
         )
         .await?;
     telemetry::observe_transaction("end_stay", started);
-    Ok(row.as_ref().map(Reservation::from_row))
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Expires up to `batch` pending reservations whose hold ran out before `now`, giving
+/// their nights back (`expire_holds()`, migrations/V3__jobs.sql), and returns them.
+pub async fn expire_holds(
+    db: &impl GenericClient,
+    now: DateTime<Utc>,
+    batch: i32,
+) -> Result<Vec<Reservation>, tokio_postgres::Error> {
+    let started = Instant::now();
+    let sql = format!("SELECT {COLUMNS} FROM expire_holds($1, $2)");
+    let rows = db
+        .query(&db.prepare_cached(&sql).await?, &[&now, &batch])
+        .await?;
+    telemetry::observe_transaction("expire_holds", started);
+    rows.iter().map(from_row).collect()
 }
 
 /// Confirms a pending reservation whose hold has not expired at `now`.
 pub async fn confirm(
     db: &impl GenericClient,
-    reservation_id: Uuid,
+    reservation_id: ReservationId,
     now: DateTime<Utc>,
 ) -> Result<Option<Reservation>, tokio_postgres::Error> {
     let started = Instant::now();
@@ -191,10 +195,13 @@ pub async fn confirm(
          RETURNING {COLUMNS}"
     );
     let row = db
-        .query_opt(&db.prepare_cached(&sql).await?, &[&reservation_id, &now])
+        .query_opt(
+            &db.prepare_cached(&sql).await?,
+            &[&reservation_id.as_uuid(), &now],
+        )
         .await?;
     telemetry::observe_transaction("confirm", started);
-    Ok(row.as_ref().map(Reservation::from_row))
+    row.as_ref().map(from_row).transpose()
 }
 
 /// The key reservation lists are ordered by: newest first, ties broken by id.
@@ -222,11 +229,11 @@ impl CursorKey for ListKey {
     }
 }
 
-impl Reservation {
-    pub fn list_key(&self) -> ListKey {
-        ListKey {
-            created_at: self.created_at,
-            reservation_id: self.reservation_id,
+impl ListKey {
+    pub fn of(reservation: &Reservation) -> Self {
+        Self {
+            created_at: reservation.created_at,
+            reservation_id: reservation.id().as_uuid(),
         }
     }
 }
@@ -266,5 +273,5 @@ pub async fn list(
         vec![&after_time, &after_id, &limit];
     params.extend(owner_param);
     let rows = db.query(&db.prepare_cached(&sql).await?, &params).await?;
-    Ok(rows.iter().map(Reservation::from_row).collect())
+    rows.iter().map(from_row).collect()
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use tokio_postgres::Row;
 use utoipa::ToSchema;
 
-use crate::http::pagination::PageRequest;
+use super::page::PageRequest;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Room {

@@ -4,13 +4,17 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::Utc;
+use std::sync::Arc;
+
+use innkeeper::clock::{Clock, ManualClock};
 use innkeeper::config::Secret;
-use innkeeper::http::auth::{Auth, Role};
+use innkeeper::domain::Role;
+use innkeeper::http::auth::Auth;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-use crate::helpers::{assert_problem, hotel_body, TestApp};
+use crate::helpers::{assert_problem, hotel_body, TestApp, JWT_SECRET};
 
 /// Every staff-only catalog and inventory route, with a body it would accept.
 fn staff_routes(
@@ -102,22 +106,14 @@ async fn staff_routes_refuse_everyone_but_staff_and_write_nothing() {
         .await;
     let room = room["id"].as_i64().unwrap();
 
-    let expired = app
-        .auth_for_tests()
-        .issue(
-            "staff-1",
-            Role::Staff,
-            Duration::from_secs(60),
-            Utc::now() - chrono::Duration::hours(2),
-        )
+    let two_hours_ago = Arc::new(ManualClock::new(
+        app.clock.now() - chrono::Duration::hours(2),
+    ));
+    let expired = Auth::new(&Secret::new(JWT_SECRET), two_hours_ago)
+        .issue("staff-1", Role::Staff, Duration::from_secs(60))
         .unwrap();
-    let forged = Auth::new(&Secret::new("not-the-server-secret"))
-        .issue(
-            "staff-1",
-            Role::Staff,
-            Duration::from_secs(3600),
-            Utc::now(),
-        )
+    let forged = Auth::new(&Secret::new("not-the-server-secret"), app.clock.clone())
+        .issue("staff-1", Role::Staff, Duration::from_secs(3600))
         .unwrap();
     let guest = app.guest("guest-1");
     let unsigned = unsigned_token();
@@ -194,4 +190,39 @@ async fn public_reads_need_no_token() {
         let (status, body) = app.get(&path).await;
         assert_eq!(status, 200, "{path}: {body}");
     }
+}
+
+/// Token expiry is read from the server's clock, like every other rule: a server whose
+/// clock stands at 23:30 on a day two days ago accepts the tokens it issued then (the
+/// machine's own time, whatever the hour, would call them long expired), keeps accepting
+/// them across midnight, and refuses them once its clock passes their `exp`.
+#[tokio::test]
+async fn token_expiry_follows_the_server_clock_late_in_the_day() {
+    let late = (Utc::now() - chrono::Duration::days(2))
+        .date_naive()
+        .and_hms_opt(23, 30, 0)
+        .unwrap()
+        .and_utc();
+    let app = TestApp::spawn_with(crate::helpers::Options {
+        now: late,
+        ..Default::default()
+    })
+    .await;
+    let staff = app.staff();
+    let (status, body) = app
+        .post("/v1/hotels", &staff, &hotel_body("Late Inn", 1.1))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    app.clock.advance(chrono::Duration::minutes(45));
+    let (status, _) = app
+        .post("/v1/hotels", &staff, &hotel_body("After Midnight", 1.1))
+        .await;
+    assert_eq!(status, 201);
+    app.clock.advance(chrono::Duration::minutes(16));
+    assert_problem(
+        &app.post("/v1/hotels", &staff, &hotel_body("Too Late", 1.1))
+            .await,
+        401,
+        "unauthorized",
+    );
 }

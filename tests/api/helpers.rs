@@ -18,7 +18,9 @@ use innkeeper::app::{Application, Backends};
 use innkeeper::clock::{Clock, ManualClock};
 use innkeeper::config::{Config, InventoryMode, Secret};
 use innkeeper::devservices::{Durability, PostgresServer, RedisServer};
-use innkeeper::http::auth::{Auth, Role};
+use innkeeper::domain::Role;
+use innkeeper::http::auth::Auth;
+use innkeeper::inventory::{NightCache, RedisLink};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -196,7 +198,9 @@ pub struct TestApp {
     pub state: innkeeper::http::AppState,
     pub http: reqwest::Client,
     pub db: deadpool_postgres::Pool,
-    pub redis: innkeeper::inventory::RedisLink,
+    pub redis: RedisLink,
+    /// The server's Redis inventory, under its key prefix.
+    pub cache: NightCache,
     pub prefix: String,
     pub clock: Arc<ManualClock>,
     started: NaiveDate,
@@ -254,14 +258,17 @@ impl TestApp {
         );
         let config = Config::from_vars(vars).expect("a valid test configuration");
         let backends = Backends::start(&config).expect("external backends need no start");
+        // The test's own handles on the server's stores, to look behind the API.
+        let db = innkeeper::store::connect(backends.database_url.expose(), &config)
+            .expect("a pool for the test");
+        let redis = RedisLink::connect(backends.redis_url.expose(), 1).expect("a Redis link");
+        let cache = NightCache::new(redis.clone(), &prefix, config.in_flight_ttl);
         let clock = Arc::new(ManualClock::new(options.now));
         let application = Application::build(config, &backends, clock.clone())
             .await
             .expect("building the application");
         let address = application.local_addr().expect("a bound address");
         let state = application.state().clone();
-        let db = application.state().db.clone();
-        let redis = application.state().redis.clone();
         tokio::spawn(application.run_until_stopped(std::future::pending()));
         Self {
             state,
@@ -272,10 +279,11 @@ impl TestApp {
                 .expect("an HTTP client"),
             db,
             redis,
+            cache,
             prefix,
             started: options.now.date_naive(),
+            auth: Auth::new(&Secret::new(JWT_SECRET), clock.clone()),
             clock,
-            auth: Auth::new(&Secret::new(JWT_SECRET)),
         }
     }
 
@@ -285,13 +293,8 @@ impl TestApp {
 
     pub fn token(&self, role: Role, sub: &str) -> String {
         self.auth
-            .issue(sub, role, Duration::from_secs(3600), self.clock.now())
+            .issue(sub, role, Duration::from_secs(3600))
             .expect("a token")
-    }
-
-    /// The server's own signer, for tokens with unusual claims.
-    pub fn auth_for_tests(&self) -> &Auth {
-        &self.auth
     }
 
     pub fn staff(&self) -> String {

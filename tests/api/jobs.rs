@@ -231,10 +231,19 @@ async fn night_keys_expire_a_day_after_their_night() {
         .query_async(&mut connection)
         .await
         .unwrap();
-    let expected = (night + Days::new(2))
+    // The key expires when the rule says (the rule itself is unit-tested beside it)...
+    assert_eq!(
+        expires_at,
+        innkeeper::inventory::keys::night_expires_at(night)
+    );
+    // ...and that is a day after the night has ended everywhere: its morning after is at
+    // the latest noon UTC of the next day (in UTC-12).
+    let last_morning_after = (night + Days::new(1))
         .and_time(NaiveTime::from_hms_opt(12, 0, 0).unwrap())
         .and_utc();
-    assert_eq!(expires_at, expected.timestamp());
+    assert!(expires_at >= (last_morning_after + Duration::days(1)).timestamp());
+    // And not later than a day more than that: past nights do not linger.
+    assert!(expires_at <= (last_morning_after + Duration::days(2)).timestamp());
 }
 
 #[tokio::test]
@@ -320,9 +329,9 @@ async fn the_reconciler_keeps_a_deduction_still_in_flight() {
     );
     // A deduction made in Redis whose Postgres commit has not happened yet, as the booking
     // path leaves it between its two stages.
-    let cache = app.state.booker.cache().unwrap().clone();
-    let in_flight = innkeeper::inventory::Hold {
-        reservation_id: Uuid::new_v4(),
+    let cache = app.cache.clone();
+    let in_flight = innkeeper::domain::Stay {
+        reservation_id: Uuid::new_v4().into(),
         hotel_id: hotel,
         room_type_id: room_type,
         check_in: night,
@@ -362,12 +371,12 @@ async fn the_reconciler_never_counts_a_committed_deduction_twice() {
     let app = TestApp::spawn().await;
     let (hotel, room_type) = app.hotel_with_inventory(1.0, 5, app.night(1), 1).await;
     let night = app.night(1);
-    let cache = app.state.booker.cache().unwrap().clone();
+    let cache = app.cache.clone();
     // Deducted in Redis and committed in Postgres, but not yet marked committed in Redis:
     // the in-flight entry is still there while Postgres already counts the rooms.
     let id = Uuid::new_v4();
-    let hold = innkeeper::inventory::Hold {
-        reservation_id: id,
+    let hold = innkeeper::domain::Stay {
+        reservation_id: id.into(),
         hotel_id: hotel,
         room_type_id: room_type,
         check_in: night,

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use innkeeper::config::Secret;
-use innkeeper::http::auth::{Auth, Role};
+use innkeeper::domain::Role;
+use innkeeper::http::auth::Auth;
 use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -381,11 +382,11 @@ async fn every_log_line_of_a_request_names_its_request_id() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let auth = Auth::new(&Secret::new(JWT_SECRET));
-    let token = |role, sub| {
-        auth.issue(sub, role, Duration::from_secs(600), Utc::now())
-            .unwrap()
-    };
+    let auth = Auth::new(
+        &Secret::new(JWT_SECRET),
+        std::sync::Arc::new(innkeeper::clock::SystemClock),
+    );
+    let token = |role, sub| auth.issue(sub, role, Duration::from_secs(600)).unwrap();
     let staff = token(Role::Staff, "staff-1");
     let send = |method: Method, path: String, token: &str, body: Value, id: &str| {
         let request = http

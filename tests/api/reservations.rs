@@ -815,27 +815,31 @@ async fn availability_follows_catalog_changes_at_once() {
 #[tokio::test]
 async fn admitted_bookings_of_one_room_type_commit_as_a_group() {
     use innkeeper::booking::group_commit::GroupCommitter;
-    use innkeeper::store::reservations::{Committed, NewStay};
+    use innkeeper::domain::{NewReservation, Stay};
+    use innkeeper::store::reservations::Committed;
 
     let app = TestApp::spawn().await;
     let (hotel, room_type) = app.hotel_with_inventory(1.0, 20, app.night(1), 2).await;
     let committer = std::sync::Arc::new(GroupCommitter::new(
         app.db.clone(),
         std::time::Duration::from_secs(10),
+        None,
     ));
     let now = chrono::Utc::now();
-    let stay = |guest: usize| NewStay {
-        reservation_id: Uuid::new_v4(),
-        hotel_id: hotel,
-        room_type_id: room_type,
+    let stay = |guest: usize| NewReservation {
+        stay: Stay {
+            reservation_id: Uuid::new_v4().into(),
+            hotel_id: hotel,
+            room_type_id: room_type,
+            check_in: app.night(1),
+            check_out: app.night(3),
+            rooms: 1,
+        },
         guest_id: format!("g{guest}"),
-        check_in: app.night(1),
-        check_out: app.night(3),
-        rooms: 1,
-        now,
+        created_at: now,
         hold_expires_at: now + chrono::Duration::minutes(15),
     };
-    let mut stays: Vec<NewStay> = (0..10).map(stay).collect();
+    let mut stays: Vec<NewReservation> = (0..10).map(stay).collect();
     // A replay of the first one within the same batch: it must come back as Exists.
     stays.push(stays[0].clone());
     // On this single-threaded runtime every commit is queued before the drainer first runs.
@@ -872,15 +876,14 @@ async fn admitted_bookings_of_one_room_type_commit_as_a_group() {
         )
         .await
         .unwrap();
-    let mut late = vec![NewStay {
-        check_in: app.night(2),
-        check_out: app.night(3),
-        ..stay(99)
-    }];
-    late.extend((100..103).map(|guest| NewStay {
-        check_out: app.night(2),
-        ..stay(guest)
-    }));
+    let with_dates = |guest, check_in, check_out| {
+        let mut booking = stay(guest);
+        booking.stay.check_in = check_in;
+        booking.stay.check_out = check_out;
+        booking
+    };
+    let mut late = vec![with_dates(99, app.night(2), app.night(3))];
+    late.extend((100..103).map(|guest| with_dates(guest, app.night(1), app.night(2))));
     let outcomes = join_all(late.into_iter().map(|s| committer.commit(s))).await;
     assert!(
         matches!(outcomes[0], Ok(Committed::SoldOut)),

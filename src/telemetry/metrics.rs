@@ -1,8 +1,10 @@
-//! Logs and metrics plumbing shared by every entry point.
+//! Metrics: the Prometheus recorder, and the catalogue of every series innkeeper exports.
 //!
-//! Every metric innkeeper exports is described and registered at zero in
-//! [`register_metrics`], so that a dashboard or an alert never queries a series that does
-//! not exist yet. The helpers below are how the rest of the code records into them.
+//! Every name and every label value lives here, and [`register_metrics`] describes each
+//! series and registers it at zero, so that a dashboard or an alert never queries a series
+//! that does not exist yet. The layers record their own series through these names and
+//! helpers; this module knows none of their types, only the label values they promise to
+//! use (each layer's own tests hold it to that).
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -10,23 +12,6 @@ use std::time::{Duration, Instant};
 use axum::http::{Method, StatusCode};
 use metrics::{describe_counter, describe_gauge, describe_histogram, Histogram, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tracing_subscriber::EnvFilter;
-
-use crate::booking::Outcome;
-use crate::config::LogFormat;
-use crate::inventory::RedisLink;
-
-/// Installs the global log subscriber once; later calls (tests build many apps in one
-/// process) are no-ops.
-pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let _already_installed = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
-}
 
 /// Upper bounds, in seconds, of every duration histogram. A Redis script answers in well
 /// under a millisecond, a booking transaction in a few; a request stuck behind a saturated
@@ -78,6 +63,41 @@ const DB_DURATION: &str = "innkeeper_db_transaction_duration_seconds";
 const DB_POOL: &str = "innkeeper_db_pool_connections";
 const REDIS_POOL: &str = "innkeeper_redis_pool_connections";
 const BACKEND_UP: &str = "innkeeper_backend_up";
+/// Reservation requests by how they ended, one of [`RESERVATION_OUTCOMES`].
+pub const RESERVATIONS: &str = "innkeeper_reservations_total";
+/// Redis give-backs, by `result`: `ok` or `failed`.
+pub const COMPENSATIONS: &str = "innkeeper_compensations_total";
+pub const REDIS_FALLBACKS: &str = "innkeeper_redis_fallbacks_total";
+pub const RECONCILER_RUNS: &str = "innkeeper_reconciler_runs_total";
+pub const RECONCILER_DRIFT: &str = "innkeeper_reconciler_drift_nights";
+pub const RECONCILER_REPAIRS: &str = "innkeeper_reconciler_repairs_total";
+pub const RECONCILER_LAST_SUCCESS: &str = "innkeeper_reconciler_last_success_timestamp_seconds";
+pub const HOLDS_EXPIRED: &str = "innkeeper_holds_expired_total";
+
+/// Every `outcome` of [`RESERVATIONS`]. A client's mistake (an unknown hotel, an invalid
+/// stay) and a store out of reach each have their own, so a dashboard of failures shows
+/// failures, not typos.
+pub const RESERVATION_OUTCOMES: [&str; 10] = [
+    "created",
+    "replayed",
+    "sold_out",
+    "sold_out_db_recheck",
+    "idempotency_conflict",
+    "in_progress",
+    "not_found",
+    "invalid",
+    "unavailable",
+    "error",
+];
+
+/// Counts one reservation request under its outcome, one of [`RESERVATION_OUTCOMES`].
+pub fn count_reservation(outcome: &'static str) {
+    debug_assert!(
+        RESERVATION_OUTCOMES.contains(&outcome),
+        "{outcome} is missing from RESERVATION_OUTCOMES, so it is not registered at startup"
+    );
+    metrics::counter!(RESERVATIONS, "outcome" => outcome).increment(1);
+}
 
 /// The statuses any route may answer besides those its OpenAPI entry documents: a failure
 /// (500) and a backend out of reach (503). Registered for every route, so that the 5xx
@@ -124,13 +144,9 @@ pub fn register_metrics(api: &utoipa::openapi::OpenApi) {
         }
     }
 
-    describe_counter!(
-        "innkeeper_reservations_total",
-        "Reservation requests, by how they ended"
-    );
-    for outcome in Outcome::ALL {
-        metrics::counter!("innkeeper_reservations_total", "outcome" => outcome.label())
-            .increment(0);
+    describe_counter!(RESERVATIONS, "Reservation requests, by how they ended");
+    for outcome in RESERVATION_OUTCOMES {
+        metrics::counter!(RESERVATIONS, "outcome" => outcome).increment(0);
     }
 
     describe_histogram!(
@@ -171,45 +187,42 @@ pub fn register_metrics(api: &utoipa::openapi::OpenApi) {
         metrics::gauge!(BACKEND_UP, "backend" => backend.label()).increment(0.0);
     }
 
-    describe_counter!(
-        "innkeeper_reconciler_runs_total",
-        "Reconciler passes started"
-    );
-    metrics::counter!("innkeeper_reconciler_runs_total").increment(0);
+    describe_counter!(RECONCILER_RUNS, "Reconciler passes started");
+    metrics::counter!(RECONCILER_RUNS).increment(0);
     describe_gauge!(
-        "innkeeper_reconciler_drift_nights",
+        RECONCILER_DRIFT,
         "Nights whose Redis count differed from Postgres in the last reconciler pass"
     );
-    metrics::gauge!("innkeeper_reconciler_drift_nights").increment(0.0);
+    metrics::gauge!(RECONCILER_DRIFT).increment(0.0);
     describe_counter!(
-        "innkeeper_reconciler_repairs_total",
+        RECONCILER_REPAIRS,
         "Nights the reconciler rewrote in Redis from Postgres"
     );
-    metrics::counter!("innkeeper_reconciler_repairs_total").increment(0);
+    metrics::counter!(RECONCILER_REPAIRS).increment(0);
     describe_gauge!(
-        "innkeeper_reconciler_last_success_timestamp_seconds",
+        RECONCILER_LAST_SUCCESS,
         Unit::Seconds,
         "Unix time the last reconciler pass completed; 0 until the first one does"
     );
-    metrics::gauge!("innkeeper_reconciler_last_success_timestamp_seconds").increment(0.0);
+    metrics::gauge!(RECONCILER_LAST_SUCCESS).increment(0.0);
     describe_counter!(
-        "innkeeper_holds_expired_total",
+        HOLDS_EXPIRED,
         "Pending reservations expired by the hold sweeper, their nights given back"
     );
-    metrics::counter!("innkeeper_holds_expired_total").increment(0);
+    metrics::counter!(HOLDS_EXPIRED).increment(0);
 
     describe_counter!(
-        "innkeeper_compensations_total",
+        COMPENSATIONS,
         "Redis give-backs after a refused or failed commit, or a cancel or expiry; failed ones leave drift for the reconciler"
     );
     for result in ["ok", "failed"] {
-        metrics::counter!("innkeeper_compensations_total", "result" => result).increment(0);
+        metrics::counter!(COMPENSATIONS, "result" => result).increment(0);
     }
     describe_counter!(
-        "innkeeper_redis_fallbacks_total",
+        REDIS_FALLBACKS,
         "Bookings that went through Postgres alone because Redis was out of reach"
     );
-    metrics::counter!("innkeeper_redis_fallbacks_total").increment(0);
+    metrics::counter!(REDIS_FALLBACKS).increment(0);
 }
 
 /// Taking a histogram's handle is what registers its series: it then renders with every
@@ -278,36 +291,35 @@ pub fn observe_transaction(operation: &'static str, started: Instant) {
     metrics::histogram!(DB_DURATION, "operation" => operation).record(started.elapsed());
 }
 
-/// Samples both connection pools into their gauges. Called on every scrape, so the gauges
-/// are exactly as fresh as the scrape that reads them, with no task of their own.
-pub fn record_pools(db: &deadpool_postgres::Pool, redis: &RedisLink) {
-    let status = db.status();
-    record_pool(
-        DB_POOL,
-        status.available,
-        status.size.saturating_sub(status.available),
-        status.waiting,
-        status.max_size,
-    );
-    // Redis connections are shared, not checked out: a connection is in use while it
-    // carries a call, and a call waits when it is queued behind another on its connection.
-    let status = redis.status();
-    record_pool(
-        REDIS_POOL,
-        status.max - status.in_use,
-        status.in_use,
-        status.waiting,
-        status.max,
-    );
+/// How a connection pool stands at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolGauges {
+    pub idle: usize,
+    pub in_use: usize,
+    /// Requests queued for a connection.
+    pub waiting: usize,
+    pub max: usize,
 }
 
-fn record_pool(name: &'static str, idle: usize, in_use: usize, waiting: usize, max: usize) {
-    metrics::gauge!(name, "state" => "idle").set(idle as f64);
-    metrics::gauge!(name, "state" => "in_use").set(in_use as f64);
-    metrics::gauge!(name, "state" => "waiting").set(waiting as f64);
-    metrics::gauge!(name, "state" => "max").set(max as f64);
+/// A pool innkeeper keeps, as labelled in the pool gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pool {
+    Postgres,
+    Redis,
 }
 
+/// Sets a pool's gauges. Called on every scrape, so they are exactly as fresh as the
+/// scrape that reads them, with no task of their own.
+pub fn record_pool(pool: Pool, gauges: PoolGauges) {
+    let name = match pool {
+        Pool::Postgres => DB_POOL,
+        Pool::Redis => REDIS_POOL,
+    };
+    metrics::gauge!(name, "state" => "idle").set(gauges.idle as f64);
+    metrics::gauge!(name, "state" => "in_use").set(gauges.in_use as f64);
+    metrics::gauge!(name, "state" => "waiting").set(gauges.waiting as f64);
+    metrics::gauge!(name, "state" => "max").set(gauges.max as f64);
+}
 /// A server innkeeper depends on, as probed for `innkeeper_backend_up{backend}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -1,0 +1,126 @@
+//! A reservation after it is booked: read, confirmed, canceled or expired. Postgres
+//! decides each change in one statement; an ending then gives the nights back in Redis.
+
+use chrono::{DateTime, Utc};
+
+use super::flow::count_compensation;
+use super::{Booker, BookingError};
+use crate::domain::{Ending, Principal, Reservation, ReservationId, ReservationStatus};
+use crate::store::page::{Page, PageRequest};
+use crate::store::reservations::{self, ListKey, Owner};
+
+impl Booker {
+    /// A reservation the caller may see: its guest, or any member of staff. Others are
+    /// told it does not exist, so ids cannot be probed.
+    pub async fn visible(
+        &self,
+        reservation_id: ReservationId,
+        caller: &Principal,
+    ) -> Result<Reservation, BookingError> {
+        self.stored(reservation_id)
+            .await?
+            .filter(|reservation| caller.may_see(&reservation.guest_id))
+            .ok_or(BookingError::NotFound("reservation"))
+    }
+
+    /// One page of the reservations of `owner`, newest first.
+    pub async fn reservations(
+        &self,
+        owner: Owner<'_>,
+        page: &PageRequest<ListKey>,
+    ) -> Result<Page<Reservation>, BookingError> {
+        let db = self.connection().await?;
+        let rows = reservations::list(&db, owner, page).await?;
+        Ok(Page::from_rows(rows, page, ListKey::of))
+    }
+
+    /// Cancels a pending or confirmed reservation and gives its nights back, in Postgres
+    /// and then Redis. Canceling again answers the canceled reservation.
+    pub async fn cancel(
+        &self,
+        reservation_id: ReservationId,
+        caller: &Principal,
+    ) -> Result<Reservation, BookingError> {
+        let current = self.visible(reservation_id, caller).await?;
+        if let Some(ended) = self.end(reservation_id, Ending::Canceled).await? {
+            return Ok(ended);
+        }
+        let now = self.stored(reservation_id).await?.unwrap_or(current);
+        match now.status {
+            ReservationStatus::Canceled => Ok(now),
+            status => Err(BookingError::Conflict(format!(
+                "a reservation that is {status} cannot be canceled"
+            ))),
+        }
+    }
+
+    /// Confirms a pending reservation (the payment callback). Confirming again answers the
+    /// confirmed reservation; a canceled or expired one is a conflict. A hold found past
+    /// its expiry is expired on the spot, and its nights given back.
+    pub async fn confirm(
+        &self,
+        reservation_id: ReservationId,
+    ) -> Result<Reservation, BookingError> {
+        let now = self.clock.now();
+        let db = self.connection().await?;
+        if let Some(confirmed) = reservations::confirm(&db, reservation_id, now).await? {
+            return Ok(confirmed);
+        }
+        let current = reservations::get(&db, reservation_id)
+            .await?
+            .ok_or(BookingError::NotFound("reservation"))?;
+        drop(db);
+        match current.status {
+            ReservationStatus::Confirmed => Ok(current),
+            ReservationStatus::Pending => {
+                self.end(reservation_id, Ending::Expired).await?;
+                Err(BookingError::Conflict(
+                    "the reservation's hold has expired".into(),
+                ))
+            }
+            status => Err(BookingError::Conflict(format!(
+                "a reservation that is {status} cannot be confirmed"
+            ))),
+        }
+    }
+
+    /// Expires up to `batch` holds that ran out before `now` and gives their nights back;
+    /// returns how many it expired. Each expires exactly once, even with several
+    /// processes sweeping (see `expire_holds()` in migrations/V3__jobs.sql).
+    pub async fn expire_due(&self, now: DateTime<Utc>, batch: i32) -> Result<usize, BookingError> {
+        let expired = {
+            let db = self.connection().await?;
+            reservations::expire_holds(&db, now, batch).await?
+        };
+        for ended in &expired {
+            self.give_back(ended).await;
+        }
+        Ok(expired.len())
+    }
+
+    /// Ends a live stay in Postgres, then gives its nights back in Redis.
+    async fn end(
+        &self,
+        reservation_id: ReservationId,
+        ending: Ending,
+    ) -> Result<Option<Reservation>, BookingError> {
+        let db = self.connection().await?;
+        let Some(ended) =
+            reservations::end_stay(&db, reservation_id, ending, self.clock.now()).await?
+        else {
+            return Ok(None);
+        };
+        drop(db);
+        self.give_back(&ended).await;
+        Ok(Some(ended))
+    }
+
+    /// Gives the nights of a stay that Postgres has just ended back in Redis. A failure is
+    /// logged and counted, and the reconciler repairs it.
+    async fn give_back(&self, ended: &Reservation) {
+        if let Some(cache) = &self.cache {
+            let released = cache.release_stay(&ended.stay).await;
+            count_compensation(ended.id(), released);
+        }
+    }
+}
