@@ -1,5 +1,8 @@
-//! The time source. Holds, "today" and key expiry all ask a [`Clock`], so tests can move
-//! time forward exactly instead of sleeping.
+//! The time source. Everything the service decides by the time asks the one [`Clock`] it
+//! was built with: a hotel's "today", hold expiry, token expiry, the in-flight deadline of a
+//! Redis deduction, the reconciler's snapshot time and the archiver's cut-off. Tests hand
+//! in a [`ManualClock`] and move time exactly instead of sleeping. (Night keys expire in
+//! Redis at a fixed instant after their night, which needs no clock.)
 
 use std::sync::Mutex;
 

@@ -1,5 +1,5 @@
 -- The service's commit transaction, as pgbench runs it: the very statement
--- src/store/reservations.rs prepares, `book_stay` of migrations/V2__booking.sql, for a
+-- src/store/reservations.rs prepares, `book_stay` (migrations/V4__book_stay_duplicate_race.sql), for a
 -- random stay of 1 or 2 nights in one of 1,000 hotels. loadtest/bench seeds the hotels
 -- (ids first_hotel.., room types first_room_type.., nights first_night.. days ahead) and
 -- passes those with -D.

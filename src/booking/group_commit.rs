@@ -120,12 +120,11 @@ impl GroupCommitter {
     fn start_drainer(self: &Arc<Self>, key: i64) {
         let committer = self.clone();
         tokio::spawn(async move {
-            let shard = Shard {
+            let _hands_on_if_it_panics = Shard {
                 committer: committer.clone(),
                 key,
             };
             committer.drain(key).await;
-            std::mem::forget(shard);
         });
     }
 
@@ -256,10 +255,10 @@ impl GroupCommitter {
     }
 }
 
-/// A shard's drainer while it runs. It is forgotten when the drainer returns; dropped
-/// only by a panic's unwinding, when it hands the shard on: the key leaves the map, and
-/// bookings queued behind the failed batch get a new drainer rather than waiting for one
-/// that will never come.
+/// A shard's drainer while it runs. Dropped by a panic's unwinding, it hands the shard
+/// on: bookings queued behind the failed batch get a new drainer rather than waiting for
+/// one that will never come, or the key leaves the map when none are queued. (A drainer
+/// that returns has already removed its key, so then the drop does nothing.)
 struct Shard {
     committer: Arc<GroupCommitter>,
     key: i64,
@@ -267,6 +266,9 @@ struct Shard {
 
 impl Drop for Shard {
     fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
         tracing::error!(
             shard = self.key,
             "a group-commit drainer panicked; restarting it"

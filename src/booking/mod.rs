@@ -22,7 +22,6 @@ pub mod group_commit;
 pub mod health;
 mod lifecycle;
 
-pub use directory::{HotelEntry, RoomTypeName};
 pub use error::BookingError;
 pub use flow::Outcome;
 

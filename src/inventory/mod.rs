@@ -100,11 +100,6 @@ impl NightCache {
         }
     }
 
-    /// Whether Redis answers `PING` within `timeout`.
-    pub async fn ping(&self, timeout: Duration) -> bool {
-        self.link.ping(timeout).await
-    }
-
     fn night_keys(&self, hotel_id: i64, room_type_id: i64, nights: &[NaiveDate]) -> Vec<String> {
         nights
             .iter()

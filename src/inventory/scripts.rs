@@ -19,7 +19,7 @@ pub static RECONCILE: LazyLock<Script> =
 /// What reserve.lua did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PreDeduct {
-    /// Every night was deducted and the hold marker set.
+    /// Every night was deducted and the deduction marker set.
     Deducted,
     /// The night at this index (0-based) lacks the rooms; nothing changed.
     SoldOut { night: usize },
@@ -70,17 +70,103 @@ mod tests {
         }
     }
 
-    #[test]
-    fn every_script_documents_its_contract() {
-        for source in [
-            include_str!("../../lua/reserve.lua"),
-            include_str!("../../lua/release.lua"),
-            include_str!("../../lua/load_nights.lua"),
-            include_str!("../../lua/reconcile.lua"),
-        ] {
-            for part in ["KEYS[", "ARGV[", "Returns"] {
-                assert!(source.contains(part), "a script header lacks {part}");
+    const SCRIPTS: [(&str, &str); 4] = [
+        ("reserve.lua", include_str!("../../lua/reserve.lua")),
+        ("release.lua", include_str!("../../lua/release.lua")),
+        ("load_nights.lua", include_str!("../../lua/load_nights.lua")),
+        ("reconcile.lua", include_str!("../../lua/reconcile.lua")),
+    ];
+
+    /// A script's header (its leading comment lines) and its code.
+    fn header_and_code(source: &str) -> (String, String) {
+        let mut header = String::new();
+        let mut code = String::new();
+        let mut in_header = true;
+        for line in source.lines() {
+            match line.strip_prefix("--") {
+                Some(comment) if in_header => {
+                    header.push_str(comment);
+                    header.push('\n');
+                }
+                _ => {
+                    in_header = false;
+                    code.push_str(line);
+                    code.push('\n');
+                }
             }
         }
+        (header, code)
+    }
+
+    /// Every `KEYS[..]` and `ARGV[..]` the code reads at a fixed position: a literal
+    /// index, or one past the `n` night keys (`KEYS[n + 1]`), written as headers write
+    /// them (`KEYS[n+1]`).
+    fn literal_indexes(code: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for table in ["KEYS[", "ARGV["] {
+            let mut rest = code;
+            while let Some(at) = rest.find(table) {
+                rest = &rest[at + table.len()..];
+                let Some(end) = rest.find(']') else { break };
+                let index = rest[..end].replace(' ', "");
+                let fixed = index.chars().all(|c| c.is_ascii_digit())
+                    || index
+                        .strip_prefix("n+")
+                        .is_some_and(|k| k.chars().all(|c| c.is_ascii_digit()));
+                if !index.is_empty() && fixed {
+                    found.push(format!("{table}{index}]"));
+                }
+            }
+        }
+        found
+    }
+
+    /// Each script's header documents every argument its code reads by position, and says
+    /// what it returns.
+    #[test]
+    fn every_script_documents_what_it_reads_and_returns() {
+        for (name, source) in SCRIPTS {
+            let (header, code) = header_and_code(source);
+            assert!(
+                header.contains("Returns"),
+                "{name} does not say what it returns"
+            );
+            assert!(header.contains("KEYS["), "{name} does not list its keys");
+            for index in literal_indexes(&code) {
+                assert!(
+                    header.contains(&index),
+                    "{name} reads {index} but its header does not document it"
+                );
+            }
+        }
+    }
+
+    /// Every reply reserve.lua's header lists is one `decode_reserve` understands, and
+    /// every reply shape it understands is in the header: the Rust side and the script
+    /// agree on the whole contract.
+    #[test]
+    fn reserve_replies_match_its_header() {
+        let (header, _) = header_and_code(SCRIPTS[0].1);
+        let listed: Vec<&str> = header
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix('{'))
+            .filter_map(|reply| reply.split('}').next())
+            .collect();
+        assert_eq!(listed, ["1", "0, i", "-1, i, j...", "2"], "{header}");
+        for reply in [&[1][..], &[0, 1], &[-1, 1, 2], &[2]] {
+            assert!(decode_reserve(reply).is_some(), "{reply:?}");
+        }
+    }
+
+    #[test]
+    fn the_header_check_catches_an_undocumented_argument() {
+        let (header, code) = header_and_code(
+            "-- KEYS[1] a key\n-- Returns: 1\nreturn ARGV[2] + KEYS[1] + KEYS[n + 1] + ARGV[i]\n",
+        );
+        let undocumented: Vec<String> = literal_indexes(&code)
+            .into_iter()
+            .filter(|index| !header.contains(index.as_str()))
+            .collect();
+        assert_eq!(undocumented, ["KEYS[n+1]", "ARGV[2]"]);
     }
 }

@@ -57,8 +57,8 @@ pub async fn prepare(db: &impl GenericClient) -> Result<(), tokio_postgres::Erro
     db.prepare_cached(BOOK).await.map(drop)
 }
 
-/// Runs the booking transaction (`book_stay`, defined by migrations/V4, first written in
-/// V2): one statement, one round trip, whatever the number of nights.
+/// Runs the booking transaction (`book_stay()`, as migrations/V4__book_stay_duplicate_race.sql
+/// defines it): one statement, one round trip, whatever the number of nights.
 pub async fn book(
     db: &impl GenericClient,
     booking: &NewReservation,

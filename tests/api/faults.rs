@@ -475,7 +475,7 @@ async fn innkeeper_killed_between_deduction_and_commit() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
-    // Once the hold marker has expired too, the retry books, once.
+    // Once the deduction marker has expired too, the retry books, once.
     let started = Instant::now();
     let created = loop {
         let answer = book(restarted.base.clone()).await.unwrap();

@@ -99,3 +99,35 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
     assert!(documented >= CONTRACT.len());
     assert!(document["components"]["securitySchemes"]["bearer"].is_object());
 }
+
+/// The repository's contract, docs/API.md, lists exactly the routes the server has: every
+/// table row is a route of `/openapi.json`, and every route there is a row.
+#[tokio::test]
+async fn the_repository_contract_lists_exactly_the_routes_served() {
+    let contract = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/API.md"),
+    )
+    .expect("docs/API.md");
+    let mut documented = std::collections::BTreeSet::new();
+    for line in contract.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cells.len() < 3 || !cells[2].starts_with('/') {
+            continue;
+        }
+        for method in cells[1].split('/') {
+            documented.insert((method.to_owned(), cells[2].to_owned()));
+        }
+    }
+    let app = TestApp::spawn().await;
+    let (status, document) = app.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    let mut served = std::collections::BTreeSet::new();
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("a path item").keys() {
+            if ["get", "put", "post", "delete", "patch"].contains(&method.as_str()) {
+                served.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    assert_eq!(documented, served);
+}

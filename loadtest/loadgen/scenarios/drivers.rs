@@ -1,16 +1,5 @@
-//! The bench's scenarios, run against one innkeeper process (one inventory mode):
-//!
-//! 1. **rush**: one hot room type of C sellable rooms; 20 x C booking attempts for the same
-//!    stay, released at once from pre-opened connections. Measures how fast it sells out,
-//!    the latency of the attempts turned away (409 `sold_out`) while it sells, and the
-//!    Postgres transactions it cost.
-//! 2. **sold_out**: the same stay, now sold out, at full speed for a fixed time: the
-//!    rejection path.
-//! 3. **spread**: bookings of 1 room for 1 or 2 nights in a random hotel of 1,000: the
-//!    commit path, with no hot rows.
-//! 4. **availability**: public availability reads of random hotels of the 1,000.
-//!
-//! Every loop is bounded by a count or a deadline. Every scenario creates its own hotels.
+//! The load: the scenarios themselves, and the loops that send their requests from
+//! pre-opened connections and tally the answers.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,181 +7,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use chrono::{Days, NaiveDate, Utc};
+use chrono::Days;
 use hyper::Method;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-use serde_json::json;
+use rand::SeedableRng;
 use tokio::sync::Barrier;
-use uuid::Uuid;
 
 use crate::client::{Conn, Target};
 use crate::stats::{Kind, Row, Tally};
 
-/// Everything a scenario needs to reach the service and observe it.
-pub struct Env {
-    pub target: Target,
-    pub staff: String,
-    pub guest: String,
-    pub mode: String,
-    /// The service's database, for `pg_stat_database` and the oversell checks.
-    pub database_url: String,
-    /// The innkeeper process, for its peak RSS.
-    pub pid: u32,
-    /// How long to wait for idle backends to report their transaction counts:
-    /// PostgreSQL 15+ flushes an idle backend's statistics up to 10 s late.
-    pub settle: Duration,
-}
-
-pub const GENERATOR: &str = "loadgen (Rust, hyper HTTP/1.1, closed loop)";
-
-/// A night of the hot stay: a month ahead, so it is inside every booking horizon.
-fn today() -> NaiveDate {
-    Utc::now().date_naive()
-}
-
-fn day(offset: u64) -> NaiveDate {
-    today() + Days::new(offset)
-}
-
-/// POST a hotel (timezone UTC) with one room type per name; returns the ids.
-async fn create_hotel(
-    conn: &mut Conn,
-    env: &Env,
-    name: &str,
-    ratio: f64,
-    room_types: &[&str],
-) -> anyhow::Result<(i64, Vec<i64>)> {
-    let token = Some(env.staff.as_str());
-    let hotel = conn
-        .expect(
-            Method::POST,
-            "/v1/hotels",
-            token,
-            Some(
-                json!({"name": name, "address": "1 Bench Road", "city": "Benchton",
-                       "country": "PT", "timezone": "UTC", "currency": "EUR",
-                       "overbooking_ratio": ratio})
-                .to_string(),
-            ),
-            201,
-        )
-        .await?;
-    let hotel_id = hotel["id"].as_i64().context("a hotel without an id")?;
-    let mut ids = Vec::new();
-    for room_type in room_types {
-        let created = conn
-            .expect(
-                Method::POST,
-                &format!("/v1/hotels/{hotel_id}/room-types"),
-                token,
-                Some(json!({"name": room_type, "max_occupancy": 2}).to_string()),
-                201,
-            )
-            .await?;
-        ids.push(
-            created["id"]
-                .as_i64()
-                .context("a room type without an id")?,
-        );
-    }
-    Ok((hotel_id, ids))
-}
-
-async fn put_inventory(
-    conn: &mut Conn,
-    env: &Env,
-    hotel_id: i64,
-    room_type_id: i64,
-    from: NaiveDate,
-    to: NaiveDate,
-    total: i64,
-) -> anyhow::Result<serde_json::Value> {
-    conn.expect(
-        Method::PUT,
-        &format!("/v1/hotels/{hotel_id}/room-types/{room_type_id}/inventory"),
-        Some(&env.staff),
-        Some(
-            json!({"from": from, "to": to, "total_inventory": total, "rate_cents": 12000})
-                .to_string(),
-        ),
-        200,
-    )
-    .await
-}
-
-fn booking_body(hotel_id: i64, room_type_id: i64, check_in: NaiveDate, nights: u64) -> String {
-    format!(
-        r#"{{"reservation_id":"{}","hotel_id":{hotel_id},"room_type_id":{room_type_id},"check_in":"{check_in}","check_out":"{}","rooms":1}}"#,
-        Uuid::new_v4(),
-        check_in + Days::new(nights)
-    )
-}
-
-/// Transactions started in the service's database so far (commits and rollbacks).
-/// Read on a connection of its own, with one simple query: that read is one transaction
-/// of its own, which [`PgCounter::since`] takes off.
-async fn pg_xacts(database_url: &str) -> anyhow::Result<u64> {
-    let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls)
-        .await
-        .context("connecting to the service's database for pg_stat_database")?;
-    let task = tokio::spawn(connection);
-    let rows = client
-        .simple_query(
-            "SELECT xact_commit + xact_rollback FROM pg_stat_database \
-             WHERE datname = current_database()",
-        )
-        .await?;
-    drop(client);
-    let _ = task.await;
-    rows.iter()
-        .find_map(|message| match message {
-            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
-            _ => None,
-        })
-        .context("pg_stat_database has no row for this database")?
-        .parse()
-        .context("xact count")
-}
-
-struct PgCounter {
-    before: u64,
-}
-
-impl PgCounter {
-    async fn start(env: &Env) -> anyhow::Result<Self> {
-        tokio::time::sleep(env.settle).await;
-        Ok(Self {
-            before: pg_xacts(&env.database_url).await?,
-        })
-    }
-
-    async fn since(self, env: &Env) -> anyhow::Result<u64> {
-        tokio::time::sleep(env.settle).await;
-        let after = pg_xacts(&env.database_url).await?;
-        // The `before` read was itself one transaction.
-        Ok(after.saturating_sub(self.before).saturating_sub(1))
-    }
-}
-
-/// The service's peak resident set so far (VmHWM), in MiB.
-pub fn peak_rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmHWM:"))
-                .and_then(|rest| {
-                    rest.trim()
-                        .trim_end_matches("kB")
-                        .trim()
-                        .parse::<f64>()
-                        .ok()
-                })
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
-}
+use super::probes::{peak_rss_mib, stored_in, PgCounter};
+use super::setup::{booking_body, create_hotel, day, put_inventory, random_stay, Spread};
+use super::{Env, GENERATOR};
 
 async fn open_connections(target: &Target, count: usize) -> anyhow::Result<Vec<Conn>> {
     let mut conns = Vec::with_capacity(count);
@@ -252,6 +78,48 @@ where
     }
     let elapsed = started.get().map_or(0.0, |t0| t0.elapsed().as_secs_f64());
     Ok((tally, elapsed))
+}
+
+/// Runs `request` from `conns` connections until `duration` has passed; each call gets
+/// the worker's random generator and answers (path, token, body, expected status).
+async fn closed_loop<F>(
+    env: &Env,
+    conns: usize,
+    duration: Duration,
+    request: F,
+) -> anyhow::Result<(Tally, f64)>
+where
+    F: Fn(&mut StdRng) -> (Method, String, bool, Option<String>, u16) + Send + Sync + 'static,
+{
+    let request = Arc::new(request);
+    let connections = open_connections(&env.target, conns).await?;
+    let deadline = Instant::now() + duration;
+    let t0 = Instant::now();
+    let mut workers = Vec::new();
+    for mut conn in connections {
+        let (request, guest) = (request.clone(), env.guest.clone());
+        workers.push(tokio::spawn(async move {
+            let mut rng = StdRng::from_entropy();
+            let mut tally = Tally::default();
+            while Instant::now() < deadline {
+                let (method, path, as_guest, body, expected) = request(&mut rng);
+                let token = as_guest.then_some(guest.as_str());
+                match conn.call(method, &path, token, body).await {
+                    Ok(answer) => tally.record(
+                        Kind::of(answer.status, &answer.body, expected),
+                        answer.latency,
+                    ),
+                    Err(_) => tally.record(Kind::Error, Duration::ZERO),
+                }
+            }
+            tally
+        }));
+    }
+    let mut tally = Tally::default();
+    for worker in workers {
+        tally.merge(worker.await?);
+    }
+    Ok((tally, t0.elapsed().as_secs_f64()))
 }
 
 /// The rush and the sold-out phase after it, on one hot room type.
@@ -457,116 +325,6 @@ pub async fn burst_floor(env: &Env, requests: u64, conns: usize) -> anyhow::Resu
     })
 }
 
-/// The 1,000 hotels of the spread and availability scenarios: one room type each, with
-/// more rooms than the bench can sell, on the nights 10..70 days ahead.
-pub struct Spread {
-    hotels: Vec<(i64, i64)>,
-}
-
-pub const SPREAD_FIRST_NIGHT: u64 = 10;
-pub const SPREAD_NIGHTS: u64 = 60;
-
-pub async fn create_spread(env: &Env, hotels: usize, conns: usize) -> anyhow::Result<Spread> {
-    let next = Arc::new(AtomicU64::new(0));
-    let mut workers = Vec::new();
-    for _ in 0..conns.max(1) {
-        let next = next.clone();
-        let mut conn = Conn::open(&env.target).await?;
-        let env = Env {
-            target: env.target.clone(),
-            staff: env.staff.clone(),
-            guest: env.guest.clone(),
-            mode: env.mode.clone(),
-            database_url: String::new(),
-            pid: env.pid,
-            settle: env.settle,
-        };
-        workers.push(tokio::spawn(async move {
-            let mut made = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= hotels as u64 {
-                    break;
-                }
-                let (hotel_id, room_types) = create_hotel(
-                    &mut conn,
-                    &env,
-                    &format!("Spread Hotel {i} ({})", env.mode),
-                    1.0,
-                    &["Double"],
-                )
-                .await?;
-                put_inventory(
-                    &mut conn,
-                    &env,
-                    hotel_id,
-                    room_types[0],
-                    day(SPREAD_FIRST_NIGHT),
-                    day(SPREAD_FIRST_NIGHT + SPREAD_NIGHTS),
-                    10_000,
-                )
-                .await?;
-                made.push((hotel_id, room_types[0]));
-            }
-            anyhow::Ok(made)
-        }));
-    }
-    let mut all = Vec::new();
-    for worker in workers {
-        all.extend(worker.await??);
-    }
-    Ok(Spread { hotels: all })
-}
-
-/// Runs `request` from `conns` connections until `duration` has passed; each call gets
-/// the worker's random generator and answers (path, token, body, expected status).
-async fn closed_loop<F>(
-    env: &Env,
-    conns: usize,
-    duration: Duration,
-    request: F,
-) -> anyhow::Result<(Tally, f64)>
-where
-    F: Fn(&mut StdRng) -> (Method, String, bool, Option<String>, u16) + Send + Sync + 'static,
-{
-    let request = Arc::new(request);
-    let connections = open_connections(&env.target, conns).await?;
-    let deadline = Instant::now() + duration;
-    let t0 = Instant::now();
-    let mut workers = Vec::new();
-    for mut conn in connections {
-        let (request, guest) = (request.clone(), env.guest.clone());
-        workers.push(tokio::spawn(async move {
-            let mut rng = StdRng::from_entropy();
-            let mut tally = Tally::default();
-            while Instant::now() < deadline {
-                let (method, path, as_guest, body, expected) = request(&mut rng);
-                let token = as_guest.then_some(guest.as_str());
-                match conn.call(method, &path, token, body).await {
-                    Ok(answer) => tally.record(
-                        Kind::of(answer.status, &answer.body, expected),
-                        answer.latency,
-                    ),
-                    Err(_) => tally.record(Kind::Error, Duration::ZERO),
-                }
-            }
-            tally
-        }));
-    }
-    let mut tally = Tally::default();
-    for worker in workers {
-        tally.merge(worker.await?);
-    }
-    Ok((tally, t0.elapsed().as_secs_f64()))
-}
-
-fn random_stay(spread: &Spread, rng: &mut StdRng) -> (i64, i64, NaiveDate, u64) {
-    let (hotel_id, room_type_id) = spread.hotels[rng.gen_range(0..spread.hotels.len())];
-    let nights = rng.gen_range(1..=2);
-    let check_in = day(SPREAD_FIRST_NIGHT + rng.gen_range(0..=SPREAD_NIGHTS - nights));
-    (hotel_id, room_type_id, check_in, nights)
-}
-
 /// Bookings spread across the hotels: the commit path.
 pub async fn spread_bookings(
     env: &Env,
@@ -612,40 +370,6 @@ pub async fn spread_bookings(
             ("created".into(), created as f64),
             ("stored".into(), stored.reservations as f64),
         ]),
-    })
-}
-
-struct Stored {
-    reservations: u64,
-    nights_over: i64,
-}
-
-/// Reservations Postgres holds for the spread hotels, and nights sold past capacity.
-async fn stored_in(env: &Env, spread: &Spread) -> anyhow::Result<Stored> {
-    let (client, connection) =
-        tokio_postgres::connect(&env.database_url, tokio_postgres::NoTls).await?;
-    let task = tokio::spawn(connection);
-    let hotel_ids: Vec<i64> = spread.hotels.iter().map(|(h, _)| *h).collect();
-    let reservations: i64 = client
-        .query_one(
-            "SELECT count(*) FROM reservations WHERE hotel_id = ANY($1)",
-            &[&hotel_ids],
-        )
-        .await?
-        .get(0);
-    let nights_over: i64 = client
-        .query_one(
-            "SELECT coalesce(sum(total_reserved - capacity), 0)::bigint \
-             FROM room_type_inventory WHERE total_reserved > capacity",
-            &[],
-        )
-        .await?
-        .get(0);
-    drop(client);
-    let _ = task.await;
-    Ok(Stored {
-        reservations: reservations as u64,
-        nights_over,
     })
 }
 

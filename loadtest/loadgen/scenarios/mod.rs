@@ -1,0 +1,47 @@
+//! The bench's scenarios, run against one innkeeper process (one inventory mode):
+//!
+//! 1. **rush**: one hot room type of C sellable rooms; 20 x C booking attempts for the same
+//!    stay, released at once from pre-opened connections. Measures how fast it sells out,
+//!    the latency of the attempts turned away (409 `sold_out`) while it sells, and the
+//!    Postgres transactions it cost.
+//! 2. **sold_out**: the same stay, now sold out, at full speed for a fixed time: the
+//!    rejection path.
+//! 3. **spread**: bookings of 1 room for 1 or 2 nights in a random hotel of 1,000: the
+//!    commit path, with no hot rows.
+//! 4. **availability**: public availability reads of random hotels of the 1,000.
+//!
+//! Every loop is bounded by a count or a deadline. Every scenario creates its own hotels.
+//!
+//! [`setup`] creates the hotels and inventory a scenario needs, [`drivers`] sends the load
+//! and tallies the answers, and [`probes`] reads what the service did (Postgres
+//! transactions, stored reservations, its memory).
+
+mod drivers;
+mod probes;
+mod setup;
+
+use std::time::Duration;
+
+use crate::client::Target;
+
+pub use drivers::{
+    availability_reads, burst_floor, healthz_loop, rush_and_sold_out, spread_bookings,
+};
+pub use setup::create_spread;
+
+/// Everything a scenario needs to reach the service and observe it.
+pub struct Env {
+    pub target: Target,
+    pub staff: String,
+    pub guest: String,
+    pub mode: String,
+    /// The service's database, for `pg_stat_database` and the oversell checks.
+    pub database_url: String,
+    /// The innkeeper process, for its peak RSS.
+    pub pid: u32,
+    /// How long to wait for idle backends to report their transaction counts:
+    /// PostgreSQL 15+ flushes an idle backend's statistics up to 10 s late.
+    pub settle: Duration,
+}
+
+pub const GENERATOR: &str = "loadgen (Rust, hyper HTTP/1.1, closed loop)";

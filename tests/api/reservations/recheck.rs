@@ -1,0 +1,291 @@
+//! Postgres re-checks what Redis admitted, commits in groups, and stays the judge when Redis is wrong, flushed or the commit path fails.
+
+use futures::future::join_all;
+use innkeeper::config::InventoryMode;
+use innkeeper::devservices::{Durability, RedisServer};
+use uuid::Uuid;
+
+use crate::helpers::{assert_problem, stay, Options, TestApp};
+
+use super::available;
+
+#[tokio::test]
+async fn bookings_stay_correct_across_a_flushed_redis() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("flushed-{}", Uuid::new_v4().simple()));
+    let private_redis = RedisServer::start(&dir, Durability::Throwaway).unwrap();
+    let app = TestApp::spawn_with(Options {
+        redis_url: Some(private_redis.url()),
+        ..Options::default()
+    })
+    .await;
+    let (hotel, room_type) = app.hotel_with_inventory(1.0, 3, app.night(1), 2).await;
+    let flush = || async {
+        let mut connection = app.redis.connection().await.unwrap().manager();
+        redis::cmd("FLUSHALL")
+            .query_async::<()>(&mut connection)
+            .await
+            .unwrap();
+        redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async::<()>(&mut connection)
+            .await
+            .unwrap();
+    };
+    let mut statuses = Vec::new();
+    for n in 0..5 {
+        flush().await;
+        let (status, _) = app
+            .reserve(
+                &format!("g{n}"),
+                &stay(
+                    Uuid::new_v4(),
+                    hotel,
+                    room_type,
+                    app.night(1),
+                    app.night(3),
+                    1,
+                ),
+            )
+            .await;
+        statuses.push(status);
+    }
+    assert_eq!(statuses, vec![201, 201, 201, 409, 409]);
+    for day in 1..3 {
+        assert_eq!(
+            app.reserved_in_postgres(hotel, room_type, app.night(day))
+                .await,
+            3
+        );
+    }
+    // After one more flush the next read loads the truth back from Postgres.
+    flush().await;
+    assert_eq!(available(&app, hotel, 1, 3).await["available"], 0);
+    assert_eq!(
+        app.reserved_in_redis(hotel, room_type, app.night(1)).await,
+        Some(3)
+    );
+    drop(private_redis);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn the_postgres_recheck_refuses_what_redis_wrongly_allows() {
+    let app = TestApp::spawn().await;
+    let (hotel, room_type) = app.hotel_with_inventory(1.0, 1, app.night(1), 1).await;
+    let (status, _) = app
+        .reserve(
+            "first",
+            &stay(
+                Uuid::new_v4(),
+                hotel,
+                room_type,
+                app.night(1),
+                app.night(2),
+                1,
+            ),
+        )
+        .await;
+    assert_eq!(status, 201);
+    // Make Redis believe the night is free again.
+    let mut connection = app.redis.connection().await.unwrap().manager();
+    redis::cmd("HSET")
+        .arg(app.night_key(hotel, room_type, app.night(1)))
+        .arg("res")
+        .arg(0)
+        .query_async::<()>(&mut connection)
+        .await
+        .unwrap();
+
+    let answer = app
+        .reserve(
+            "second",
+            &stay(
+                Uuid::new_v4(),
+                hotel,
+                room_type,
+                app.night(1),
+                app.night(2),
+                1,
+            ),
+        )
+        .await;
+    assert_problem(&answer, 409, "sold_out");
+    assert_eq!(app.count("reservations").await, 1);
+    assert_eq!(
+        app.reserved_in_postgres(hotel, room_type, app.night(1))
+            .await,
+        1
+    );
+    // The deduction Redis made for the refused booking was given back.
+    assert_eq!(
+        app.reserved_in_redis(hotel, room_type, app.night(1)).await,
+        Some(0)
+    );
+}
+
+/// Bookings Redis admitted for one room type commit together: ten queued at once share one
+/// transaction (one xmin), and each keeps its own outcome.
+#[tokio::test]
+async fn admitted_bookings_of_one_room_type_commit_as_a_group() {
+    use innkeeper::booking::group_commit::GroupCommitter;
+    use innkeeper::domain::{NewReservation, Stay};
+    use innkeeper::store::reservations::Committed;
+
+    let app = TestApp::spawn().await;
+    let (hotel, room_type) = app.hotel_with_inventory(1.0, 20, app.night(1), 2).await;
+    let committer = std::sync::Arc::new(GroupCommitter::new(
+        app.db.clone(),
+        std::time::Duration::from_secs(10),
+        None,
+    ));
+    let now = chrono::Utc::now();
+    let stay = |guest: usize| NewReservation {
+        stay: Stay {
+            reservation_id: Uuid::new_v4().into(),
+            hotel_id: hotel,
+            room_type_id: room_type,
+            check_in: app.night(1),
+            check_out: app.night(3),
+            rooms: 1,
+        },
+        guest_id: format!("g{guest}"),
+        created_at: now,
+        hold_expires_at: now + chrono::Duration::minutes(15),
+    };
+    let mut stays: Vec<NewReservation> = (0..10).map(stay).collect();
+    // A replay of the first one within the same batch: it must come back as Exists.
+    stays.push(stays[0].clone());
+    // On this single-threaded runtime every commit is queued before the drainer first runs.
+    let outcomes = join_all(stays.iter().cloned().map(|s| committer.commit(s))).await;
+    let created = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(Committed::Created(_))))
+        .count();
+    assert_eq!(created, 10, "{outcomes:?}");
+    assert!(
+        matches!(outcomes[10], Ok(Committed::Exists)),
+        "{:?}",
+        outcomes[10]
+    );
+    let client = app.db.get().await.unwrap();
+    let transactions: i64 = client
+        .query_one("SELECT count(DISTINCT xmin::text) FROM reservations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(transactions, 1);
+    assert_eq!(
+        app.reserved_in_postgres(hotel, room_type, app.night(1))
+            .await,
+        10
+    );
+
+    // One booking refused under the row locks sends the batch one by one: the others
+    // still commit.
+    client
+        .execute(
+            "UPDATE room_type_inventory SET total_reserved = capacity WHERE date = $1",
+            &[&app.night(2)],
+        )
+        .await
+        .unwrap();
+    let with_dates = |guest, check_in, check_out| {
+        let mut booking = stay(guest);
+        booking.stay.check_in = check_in;
+        booking.stay.check_out = check_out;
+        booking
+    };
+    let mut late = vec![with_dates(99, app.night(2), app.night(3))];
+    late.extend((100..103).map(|guest| with_dates(guest, app.night(1), app.night(2))));
+    let outcomes = join_all(late.into_iter().map(|s| committer.commit(s))).await;
+    assert!(
+        matches!(outcomes[0], Ok(Committed::SoldOut)),
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes[1..]
+            .iter()
+            .all(|o| matches!(o, Ok(Committed::Created(_)))),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        app.reserved_in_postgres(hotel, room_type, app.night(1))
+            .await,
+        13
+    );
+    assert_eq!(app.count("reservations").await, 13);
+}
+
+/// `book_stay()` answering an outcome the code does not know (a migration and a binary
+/// out of step) is an error: answered 500, nothing booked, and in redis mode the
+/// deduction given back. Reading it as sold out would turn a guest away for nothing.
+#[tokio::test]
+async fn an_unknown_book_stay_outcome_is_an_error_not_sold_out() {
+    for mode in [InventoryMode::Redis, InventoryMode::Db] {
+        let app = TestApp::spawn_with_mode(mode).await;
+        let (hotel, room_type) = app.hotel_with_inventory(1.0, 5, app.night(1), 2).await;
+        app.db
+            .get()
+            .await
+            .unwrap()
+            .batch_execute(
+                "CREATE OR REPLACE FUNCTION book_stay(p_reservation_id uuid, p_hotel_id bigint, \
+                 p_room_type_id bigint, p_guest_id text, p_check_in date, p_check_out date, \
+                 p_rooms integer, p_now timestamptz, p_hold_expires_at timestamptz) \
+                 RETURNS TABLE (outcome text, total_cents bigint, currency text) \
+                 LANGUAGE sql AS $$ SELECT 'waitlisted'::text, 0::bigint, ''::text $$",
+            )
+            .await
+            .unwrap();
+        let booking = stay(
+            Uuid::new_v4(),
+            hotel,
+            room_type,
+            app.night(1),
+            app.night(3),
+            1,
+        );
+        assert_problem(&app.reserve("g", &booking).await, 500, "internal");
+        for night in [app.night(1), app.night(2)] {
+            assert_eq!(app.reserved_in_postgres(hotel, room_type, night).await, 0);
+            if mode == InventoryMode::Redis {
+                assert_eq!(
+                    app.reserved_in_redis(hotel, room_type, night).await,
+                    Some(0),
+                    "the deduction was not given back"
+                );
+            }
+        }
+    }
+}
+
+/// A group-commit drainer that panics (`INNKEEPER_FAULT=panic_in_group_commit` makes the
+/// first one do so) wedges nothing: its booking is answered 503 within its deadline, the
+/// deduction given back, and the next bookings of the same shard commit.
+#[tokio::test]
+async fn a_panicking_group_commit_wedges_nothing() {
+    let app = TestApp::spawn_with(crate::helpers::Options {
+        env: vec![("INNKEEPER_FAULT", "panic_in_group_commit".into())],
+        ..Default::default()
+    })
+    .await;
+    let (hotel, room_type) = app.hotel_with_inventory(1.0, 5, app.night(1), 1).await;
+    let night = app.night(1);
+    let first = stay(Uuid::new_v4(), hotel, room_type, night, app.night(2), 1);
+    assert_problem(&app.reserve("g1", &first).await, 503, "unavailable");
+    assert_eq!(
+        app.reserved_in_redis(hotel, room_type, night).await,
+        Some(0)
+    );
+    let answers = join_all((0..3).map(|n| {
+        let booking = stay(Uuid::new_v4(), hotel, room_type, night, app.night(2), 1);
+        let app = &app;
+        async move { app.reserve(&format!("g{n}"), &booking).await.0 }
+    }))
+    .await;
+    assert_eq!(answers, vec![201, 201, 201]);
+    assert_eq!(app.reserved_in_postgres(hotel, room_type, night).await, 3);
+    // The retry of the first booking commits as well.
+    assert_eq!(app.reserve("g1", &first).await.0, 201);
+}
