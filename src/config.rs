@@ -72,8 +72,14 @@ pub struct Config {
     /// `INNKEEPER_DATA_DIR`, default `.innkeeper`: the embedded servers' data and the
     /// generated JWT secret.
     pub data_dir: PathBuf,
-    /// `INNKEEPER_JWT_SECRET`. Unset: generated once and kept in `<data dir>/jwt_secret`.
+    /// `INNKEEPER_JWT_SECRET`, at least 32 bytes (HS256 keys shorter than its hash can be
+    /// guessed offline from one token). Unset: generated once and kept in
+    /// `<data dir>/jwt_secret`.
     pub jwt_secret: Option<Secret>,
+    /// `INNKEEPER_MAX_TOKEN_TTL` in seconds, default 86400 (24 h): a token valid for longer
+    /// than this (from its `iat`, or from now when it has none) is refused, so a leaked
+    /// token cannot stay useful for years.
+    pub max_token_ttl: Duration,
     /// `INNKEEPER_INVENTORY_MODE`, `redis` (default) or `db`.
     pub inventory_mode: InventoryMode,
     /// `INNKEEPER_REDIS_KEY_PREFIX`, default `innkeeper:`: put before every Redis key, so
@@ -82,10 +88,22 @@ pub struct Config {
     /// `INNKEEPER_HOLD_TTL` in seconds, default 900: how long a pending reservation holds
     /// its rooms before it expires.
     pub hold_ttl: Duration,
+    /// `INNKEEPER_MAX_LIVE_HOLDS`, default 3: the most pending reservations one guest may
+    /// hold at once (staff are exempt); past it a booking answers 409 `hold_limit`. 0 turns
+    /// the limit off (the benchmark, which books through one guest, runs so).
+    pub max_live_holds: Option<u32>,
     /// `INNKEEPER_IN_FLIGHT_TTL` in seconds, default 30: how long Redis remembers that a
     /// reservation id has deducted inventory. Longer than any booking transaction may take
     /// (see `db_statement_timeout`), so a marker outlives the work it guards.
     pub in_flight_ttl: Duration,
+    /// `INNKEEPER_MAX_IN_FLIGHT`, default 2048: requests served at once (the operations
+    /// routes aside); beyond it a request is answered 503 `overloaded` at once. 0 turns
+    /// admission control off.
+    pub max_in_flight: Option<usize>,
+    /// `INNKEEPER_REQUEST_TIMEOUT_MS`, default 20000: a request not answered by then is
+    /// answered 503 `unavailable`. Longer than the slowest booking the commit path allows
+    /// (see `check`), so a booking is answered by itself when it can be.
+    pub request_timeout: Duration,
     /// `INNKEEPER_DB_POOL_SIZE`, default 16.
     pub db_pool_size: usize,
     /// `INNKEEPER_REDIS_POOL_SIZE`, default 1: Redis connections, each shared by every
@@ -126,10 +144,14 @@ impl Default for Config {
             redis_url: None,
             data_dir: PathBuf::from(".innkeeper"),
             jwt_secret: None,
+            max_token_ttl: Duration::from_secs(24 * 3600),
             inventory_mode: InventoryMode::Redis,
             redis_key_prefix: "innkeeper:".to_owned(),
             hold_ttl: Duration::from_secs(900),
+            max_live_holds: Some(3),
             in_flight_ttl: Duration::from_secs(30),
+            max_in_flight: Some(2048),
+            request_timeout: Duration::from_millis(20_000),
             db_pool_size: 16,
             redis_pool_size: 1,
             db_statement_timeout: Duration::from_millis(5000),
@@ -143,6 +165,9 @@ impl Default for Config {
         }
     }
 }
+
+/// The shortest JWT secret accepted: HS256's own output size.
+pub const MIN_SECRET_BYTES: usize = 32;
 
 /// A setting whose value cannot be used; the message names the variable.
 #[derive(Debug, thiserror::Error)]
@@ -170,6 +195,11 @@ impl Config {
             redis_url: get("REDIS_URL").map(Secret::new),
             data_dir: get("INNKEEPER_DATA_DIR").map_or(defaults.data_dir, PathBuf::from),
             jwt_secret: get("INNKEEPER_JWT_SECRET").map(Secret::new),
+            max_token_ttl: seconds(
+                &get("INNKEEPER_MAX_TOKEN_TTL"),
+                "INNKEEPER_MAX_TOKEN_TTL",
+                defaults.max_token_ttl,
+            )?,
             inventory_mode: match get("INNKEEPER_INVENTORY_MODE").as_deref() {
                 None | Some("redis") => InventoryMode::Redis,
                 Some("db") => InventoryMode::Db,
@@ -184,11 +214,26 @@ impl Config {
                 "INNKEEPER_HOLD_TTL",
                 defaults.hold_ttl,
             )?,
+            max_live_holds: limit(
+                &get("INNKEEPER_MAX_LIVE_HOLDS"),
+                "INNKEEPER_MAX_LIVE_HOLDS",
+                defaults.max_live_holds,
+            )?,
             in_flight_ttl: seconds(
                 &get("INNKEEPER_IN_FLIGHT_TTL"),
                 "INNKEEPER_IN_FLIGHT_TTL",
                 defaults.in_flight_ttl,
             )?,
+            max_in_flight: limit(
+                &get("INNKEEPER_MAX_IN_FLIGHT"),
+                "INNKEEPER_MAX_IN_FLIGHT",
+                defaults.max_in_flight,
+            )?,
+            request_timeout: Duration::from_millis(positive(
+                &get("INNKEEPER_REQUEST_TIMEOUT_MS"),
+                "INNKEEPER_REQUEST_TIMEOUT_MS",
+                20_000,
+            )? as u64),
             db_pool_size: positive(
                 &get("INNKEEPER_DB_POOL_SIZE"),
                 "INNKEEPER_DB_POOL_SIZE",
@@ -269,18 +314,34 @@ impl Config {
 
     /// Refuses combinations that would silently do something surprising.
     pub fn check(&self) -> Result<(), ConfigError> {
+        if let Some(secret) = &self.jwt_secret {
+            if secret.expose().len() < MIN_SECRET_BYTES {
+                return Err(ConfigError {
+                    variable: "INNKEEPER_JWT_SECRET",
+                    problem: format!("must be at least {MIN_SECRET_BYTES} bytes"),
+                });
+            }
+        }
         // After a deduction a booking waits at most one statement timeout for a connection,
-        // and a little over one for the group commit ahead of it and one for its own; the
-        // reconciler trusts that a deduction older than the in-flight TTL has ended, so the
-        // TTL must be longer than all of that. (A rush deeper than one batch can wait
-        // longer; should it outlive its entry, the Postgres re-check still holds and the
-        // next pass repairs Redis.)
+        // and a little over one for the group commit ahead of it and one for its own: the
+        // group commit answers every booking by that deadline (and a full queue refuses at
+        // once). The reconciler trusts that a deduction older than the in-flight TTL has
+        // ended, so the TTL must be longer than all of that.
         let longest_booking = self.db_statement_timeout * 3 + Duration::from_secs(2);
         if self.in_flight_ttl <= longest_booking {
             return Err(ConfigError {
                 variable: "INNKEEPER_IN_FLIGHT_TTL",
                 problem: format!(
                     "must be more than three times INNKEEPER_DB_STATEMENT_TIMEOUT_MS plus two seconds ({} s)",
+                    longest_booking.as_secs_f64()
+                ),
+            });
+        }
+        if self.request_timeout <= longest_booking {
+            return Err(ConfigError {
+                variable: "INNKEEPER_REQUEST_TIMEOUT_MS",
+                problem: format!(
+                    "must be more than three times INNKEEPER_DB_STATEMENT_TIMEOUT_MS plus two seconds ({} s), so that a booking is answered by its own deadline",
                     longest_booking.as_secs_f64()
                 ),
             });
@@ -331,6 +392,22 @@ fn positive(
         Some(v) => match v.parse::<usize>() {
             Ok(n) if n > 0 => Ok(n),
             _ => Err(invalid(variable, v, "a positive whole number")),
+        },
+    }
+}
+
+/// A limit where 0 means "no limit".
+fn limit<T: std::str::FromStr + PartialEq + From<u8>>(
+    value: &Option<String>,
+    variable: &'static str,
+    default: Option<T>,
+) -> Result<Option<T>, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => match v.parse::<T>() {
+            Ok(n) if n == T::from(0) => Ok(None),
+            Ok(n) => Ok(Some(n)),
+            Err(_) => Err(invalid(variable, v, "a whole number (0 = no limit)")),
         },
     }
 }
@@ -404,6 +481,12 @@ mod tests {
         assert_eq!(config.archive_interval, Duration::from_secs(3600));
         assert_eq!(config.archive_retention_days, 30);
         assert_eq!(config.fault, None);
+        assert_eq!(config.max_token_ttl, Duration::from_secs(86_400));
+        assert_eq!(config.max_live_holds, Some(3));
+        assert_eq!(config.max_in_flight, Some(2048));
+        assert_eq!(config.request_timeout, Duration::from_secs(20));
+        let off = Config::from_vars(vars(&[("INNKEEPER_MAX_LIVE_HOLDS", "0")])).unwrap();
+        assert_eq!(off.max_live_holds, None);
     }
 
     #[test]
@@ -429,6 +512,22 @@ mod tests {
         assert_eq!(err.variable, "INNKEEPER_HOLD_TTL");
         let err = Config::from_vars(vars(&[("INNKEEPER_INVENTORY_MODE", "memory")])).unwrap_err();
         assert_eq!(err.variable, "INNKEEPER_INVENTORY_MODE");
+    }
+
+    #[test]
+    fn a_short_jwt_secret_is_refused() {
+        let config = Config::from_vars(vars(&[(
+            "INNKEEPER_JWT_SECRET",
+            "0123456789abcdef0123456789abcde",
+        )]))
+        .unwrap();
+        assert_eq!(config.check().unwrap_err().variable, "INNKEEPER_JWT_SECRET");
+        let config = Config::from_vars(vars(&[(
+            "INNKEEPER_JWT_SECRET",
+            "0123456789abcdef0123456789abcdef",
+        )]))
+        .unwrap();
+        config.check().unwrap();
     }
 
     #[test]
@@ -459,7 +558,10 @@ mod tests {
     #[test]
     fn secrets_do_not_print() {
         let config = Config::from_vars(vars(&[
-            ("INNKEEPER_JWT_SECRET", "hunter2"),
+            (
+                "INNKEEPER_JWT_SECRET",
+                "hunter2-hunter2-hunter2-hunter2-hunter2",
+            ),
             ("DATABASE_URL", "postgres://u:topsecret@h/db"),
         ]))
         .unwrap();

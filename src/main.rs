@@ -127,7 +127,8 @@ fn run(command: Option<Command>, config: Config) -> anyhow::Result<()> {
             let secret = app::jwt_secret(&config)?;
             println!(
                 "{}",
-                Auth::new(&secret, Arc::new(SystemClock)).issue(&sub, role, ttl)?
+                Auth::new(&secret, Arc::new(SystemClock), config.max_token_ttl)
+                    .issue(&sub, role, ttl)?
             );
             Ok(())
         }

@@ -84,14 +84,17 @@ impl Booker {
                 Some(per_night) => per_night,
                 None => {
                     if stored.is_none() {
-                        let db = self.connection().await?;
                         stored = Some(
-                            inventory::nights_of_hotel(
-                                &db,
-                                hotel_id,
-                                stay.check_in(),
-                                stay.check_out(),
-                            )
+                            self.bounded(async {
+                                let db = self.connection().await?;
+                                Ok(inventory::nights_of_hotel(
+                                    &db,
+                                    hotel_id,
+                                    stay.check_in(),
+                                    stay.check_out(),
+                                )
+                                .await?)
+                            })
                             .await?,
                         );
                     }

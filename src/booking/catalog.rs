@@ -13,9 +13,9 @@ use chrono::{Days, NaiveDate};
 use deadpool_postgres::GenericClient;
 
 use super::directory::HotelDirectory;
-use super::{Booker, BookingError};
+use super::{bounded, Booker, BookingError};
 use crate::clock::Clock;
-use crate::domain::{InventoryDay, NightRange};
+use crate::domain::{BookingLimits, InvalidField, InventoryDay, NightRange};
 use crate::inventory::{LoadMode, NightCache};
 use crate::store::hotels::{self, Hotel, HotelFields};
 use crate::store::inventory;
@@ -34,6 +34,8 @@ pub struct Catalog {
     cache: Option<NightCache>,
     clock: Arc<dyn Clock>,
     directory: Arc<HotelDirectory>,
+    limits: BookingLimits,
+    db_deadline: std::time::Duration,
 }
 
 /// What an inventory write sets on every night of its range.
@@ -54,6 +56,8 @@ impl Catalog {
             cache: booker.cache.clone(),
             clock: booker.clock.clone(),
             directory: booker.directory.clone(),
+            limits: booker.limits,
+            db_deadline: booker.db_deadline,
         }
     }
 
@@ -62,8 +66,14 @@ impl Catalog {
     }
 
     pub async fn create_hotel(&self, fields: &HotelFields) -> Result<Hotel, BookingError> {
-        let db = self.connection().await?;
-        Ok(hotels::insert(&db, fields, self.clock.now()).await?)
+        bounded(self.db_deadline, async {
+            let db = self.connection().await?;
+            let hotel = hotels::insert(&db, fields, self.clock.now()).await?;
+            // This id may have been asked for, and remembered as missing, just before.
+            self.directory.forget(hotel.id);
+            Ok(hotel)
+        })
+        .await
     }
 
     /// One page of hotels by id, optionally in one city (without regard to case).
@@ -72,14 +82,20 @@ impl Catalog {
         city: Option<&str>,
         page: &PageRequest<i64>,
     ) -> Result<Page<Hotel>, BookingError> {
-        let db = self.connection().await?;
-        let rows = hotels::list(&db, city, page).await?;
-        Ok(Page::from_rows(rows, page, |hotel| hotel.id))
+        bounded(self.db_deadline, async {
+            let db = self.connection().await?;
+            let rows = hotels::list(&db, city, page).await?;
+            Ok(Page::from_rows(rows, page, |hotel| hotel.id))
+        })
+        .await
     }
 
     pub async fn hotel(&self, hotel_id: i64) -> Result<Hotel, BookingError> {
-        let db = self.connection().await?;
-        require_hotel(&db, hotel_id).await
+        bounded(self.db_deadline, async {
+            let db = self.connection().await?;
+            require_hotel(&db, hotel_id).await
+        })
+        .await
     }
 
     /// Replaces a hotel. A new overbooking ratio applies to every night from the hotel's
@@ -91,19 +107,22 @@ impl Catalog {
         fields: &HotelFields,
     ) -> Result<Hotel, BookingError> {
         let now = self.clock.now();
-        let mut db = self.connection().await?;
-        let tx = db.transaction().await?;
-        let before = hotels::get_for_update(&tx, hotel_id)
-            .await?
-            .ok_or(BookingError::NotFound("hotel"))?;
-        let hotel = hotels::update(&tx, hotel_id, fields, now).await?;
         let today = fields.timezone.today(now);
-        let ratio_changed = before.overbooking_ratio != hotel.overbooking_ratio;
-        if ratio_changed {
-            inventory::apply_ratio(&tx, hotel_id, fields.overbooking_ratio, today).await?;
-        }
-        tx.commit().await?;
-        drop(db);
+        let (hotel, ratio_changed) = bounded(self.db_deadline, async {
+            let mut db = self.connection().await?;
+            let tx = db.transaction().await?;
+            let before = hotels::get_for_update(&tx, hotel_id)
+                .await?
+                .ok_or(BookingError::NotFound("hotel"))?;
+            let hotel = hotels::update(&tx, hotel_id, fields, now).await?;
+            let ratio_changed = before.overbooking_ratio != hotel.overbooking_ratio;
+            if ratio_changed {
+                inventory::apply_ratio(&tx, hotel_id, fields.overbooking_ratio, today).await?;
+            }
+            tx.commit().await?;
+            Ok((hotel, ratio_changed))
+        })
+        .await?;
         self.directory.forget(hotel_id);
         if ratio_changed {
             self.refresh_capacities(hotel_id, today).await;
@@ -136,25 +155,28 @@ impl Catalog {
     /// Deletes a hotel with its room types, rooms and inventory, unless guests with
     /// pending or confirmed stays are still to come (409).
     pub async fn delete_hotel(&self, hotel_id: i64) -> Result<(), BookingError> {
-        let now = self.clock.now();
-        let mut db = self.connection().await?;
-        let tx = db.transaction().await?;
-        let hotel = hotels::get_for_update(&tx, hotel_id)
-            .await?
-            .ok_or(BookingError::NotFound("hotel"))?;
-        let today = hotel.timezone.today(now);
-        // Bookings in flight hold these rows; once we hold them, every booking has either
-        // committed (and is seen below) or will find its nights gone.
-        inventory::lock_nights_from(&tx, hotel_id, None, today).await?;
-        if hotels::has_live_stays(&tx, hotel_id, None, today).await? {
-            return Err(BookingError::Conflict(
-                "the hotel has pending or confirmed reservations still to come".into(),
-            ));
-        }
-        hotels::delete(&tx, hotel_id).await?;
-        tx.commit().await?;
-        self.directory.forget(hotel_id);
-        Ok(())
+        bounded(self.db_deadline, async {
+            let now = self.clock.now();
+            let mut db = self.connection().await?;
+            let tx = db.transaction().await?;
+            let hotel = hotels::get_for_update(&tx, hotel_id)
+                .await?
+                .ok_or(BookingError::NotFound("hotel"))?;
+            let today = hotel.timezone.today(now);
+            // Bookings in flight hold these rows; once we hold them, every booking has either
+            // committed (and is seen below) or will find its nights gone.
+            inventory::lock_nights_from(&tx, hotel_id, None, today).await?;
+            if hotels::has_live_stays(&tx, hotel_id, None, today).await? {
+                return Err(BookingError::Conflict(
+                    "the hotel has pending or confirmed reservations still to come".into(),
+                ));
+            }
+            hotels::delete(&tx, hotel_id).await?;
+            tx.commit().await?;
+            self.directory.forget(hotel_id);
+            Ok(())
+        })
+        .await
     }
 
     pub async fn create_room_type(
@@ -162,11 +184,14 @@ impl Catalog {
         hotel_id: i64,
         fields: &RoomTypeFields,
     ) -> Result<RoomType, BookingError> {
-        let db = self.connection().await?;
-        require_hotel(&db, hotel_id).await?;
-        let room_type = room_types::insert(&db, hotel_id, fields, self.clock.now()).await?;
-        self.directory.forget(hotel_id);
-        Ok(room_type)
+        bounded(self.db_deadline, async {
+            let db = self.connection().await?;
+            require_hotel(&db, hotel_id).await?;
+            let room_type = room_types::insert(&db, hotel_id, fields, self.clock.now()).await?;
+            self.directory.forget(hotel_id);
+            Ok(room_type)
+        })
+        .await
     }
 
     pub async fn room_types(
@@ -174,10 +199,13 @@ impl Catalog {
         hotel_id: i64,
         page: &PageRequest<i64>,
     ) -> Result<Page<RoomType>, BookingError> {
-        let db = self.connection().await?;
-        require_hotel(&db, hotel_id).await?;
-        let rows = room_types::list(&db, hotel_id, page).await?;
-        Ok(Page::from_rows(rows, page, |room_type| room_type.id))
+        bounded(self.db_deadline, async {
+            let db = self.connection().await?;
+            require_hotel(&db, hotel_id).await?;
+            let rows = room_types::list(&db, hotel_id, page).await?;
+            Ok(Page::from_rows(rows, page, |room_type| room_type.id))
+        })
+        .await
     }
 
     pub async fn room_type(
@@ -185,8 +213,11 @@ impl Catalog {
         hotel_id: i64,
         room_type_id: i64,
     ) -> Result<RoomType, BookingError> {
-        let db = self.connection().await?;
-        require_room_type(&db, hotel_id, room_type_id).await
+        bounded(self.db_deadline, async {
+            let db = self.connection().await?;
+            require_room_type(&db, hotel_id, room_type_id).await
+        })
+        .await
     }
 
     pub async fn replace_room_type(
@@ -195,13 +226,17 @@ impl Catalog {
         room_type_id: i64,
         fields: &RoomTypeFields,
     ) -> Result<RoomType, BookingError> {
-        let db = self.connection().await?;
-        let replaced = room_types::update(&db, hotel_id, room_type_id, fields, self.clock.now())
-            .await?
-            .ok_or(BookingError::NotFound("room type"))?;
-        // Its name shows in availability.
-        self.directory.forget(hotel_id);
-        Ok(replaced)
+        bounded(self.db_deadline, async {
+            let db = self.connection().await?;
+            let replaced =
+                room_types::update(&db, hotel_id, room_type_id, fields, self.clock.now())
+                    .await?
+                    .ok_or(BookingError::NotFound("room type"))?;
+            // Its name shows in availability.
+            self.directory.forget(hotel_id);
+            Ok(replaced)
+        })
+        .await
     }
 
     /// Deletes a room type with its inventory, unless it still has rooms or guests with
@@ -211,26 +246,29 @@ impl Catalog {
         hotel_id: i64,
         room_type_id: i64,
     ) -> Result<(), BookingError> {
-        let now = self.clock.now();
-        let mut db = self.connection().await?;
-        let tx = db.transaction().await?;
-        let hotel = require_hotel(&tx, hotel_id).await?;
-        if !room_types::lock(&tx, hotel_id, room_type_id).await? {
-            return Err(BookingError::NotFound("room type"));
-        }
-        let today = hotel.timezone.today(now);
-        // As for a hotel: hold the nights first, so no booking commits between check and
-        // delete.
-        inventory::lock_nights_from(&tx, hotel_id, Some(room_type_id), today).await?;
-        if hotels::has_live_stays(&tx, hotel_id, Some(room_type_id), today).await? {
-            return Err(BookingError::Conflict(
-                "the room type has pending or confirmed reservations still to come".into(),
-            ));
-        }
-        room_types::delete(&tx, hotel_id, room_type_id).await?;
-        tx.commit().await?;
-        self.directory.forget(hotel_id);
-        Ok(())
+        bounded(self.db_deadline, async {
+            let now = self.clock.now();
+            let mut db = self.connection().await?;
+            let tx = db.transaction().await?;
+            let hotel = require_hotel(&tx, hotel_id).await?;
+            if !room_types::lock(&tx, hotel_id, room_type_id).await? {
+                return Err(BookingError::NotFound("room type"));
+            }
+            let today = hotel.timezone.today(now);
+            // As for a hotel: hold the nights first, so no booking commits between check and
+            // delete.
+            inventory::lock_nights_from(&tx, hotel_id, Some(room_type_id), today).await?;
+            if hotels::has_live_stays(&tx, hotel_id, Some(room_type_id), today).await? {
+                return Err(BookingError::Conflict(
+                    "the room type has pending or confirmed reservations still to come".into(),
+                ));
+            }
+            room_types::delete(&tx, hotel_id, room_type_id).await?;
+            tx.commit().await?;
+            self.directory.forget(hotel_id);
+            Ok(())
+        })
+        .await
     }
 
     pub async fn create_room(
@@ -238,9 +276,12 @@ impl Catalog {
         hotel_id: i64,
         fields: &RoomFields,
     ) -> Result<Room, BookingError> {
-        let db = self.connection().await?;
-        require_room_type(&db, hotel_id, fields.room_type_id).await?;
-        Ok(rooms::insert(&db, hotel_id, fields, self.clock.now()).await?)
+        bounded(self.db_deadline, async {
+            let db = self.connection().await?;
+            require_room_type(&db, hotel_id, fields.room_type_id).await?;
+            Ok(rooms::insert(&db, hotel_id, fields, self.clock.now()).await?)
+        })
+        .await
     }
 
     pub async fn rooms(
@@ -249,17 +290,23 @@ impl Catalog {
         room_type_id: Option<i64>,
         page: &PageRequest<i64>,
     ) -> Result<Page<Room>, BookingError> {
-        let db = self.connection().await?;
-        require_hotel(&db, hotel_id).await?;
-        let rows = rooms::list(&db, hotel_id, room_type_id, page).await?;
-        Ok(Page::from_rows(rows, page, |room| room.id))
+        bounded(self.db_deadline, async {
+            let db = self.connection().await?;
+            require_hotel(&db, hotel_id).await?;
+            let rows = rooms::list(&db, hotel_id, room_type_id, page).await?;
+            Ok(Page::from_rows(rows, page, |room| room.id))
+        })
+        .await
     }
 
     pub async fn room(&self, hotel_id: i64, room_id: i64) -> Result<Room, BookingError> {
-        let db = self.connection().await?;
-        rooms::get(&db, hotel_id, room_id)
-            .await?
-            .ok_or(BookingError::NotFound("room"))
+        bounded(self.db_deadline, async {
+            let db = self.connection().await?;
+            rooms::get(&db, hotel_id, room_id)
+                .await?
+                .ok_or(BookingError::NotFound("room"))
+        })
+        .await
     }
 
     pub async fn replace_room(
@@ -268,23 +315,29 @@ impl Catalog {
         room_id: i64,
         fields: &RoomFields,
     ) -> Result<Room, BookingError> {
-        let db = self.connection().await?;
-        if rooms::get(&db, hotel_id, room_id).await?.is_none() {
-            return Err(BookingError::NotFound("room"));
-        }
-        require_room_type(&db, hotel_id, fields.room_type_id).await?;
-        rooms::update(&db, hotel_id, room_id, fields, self.clock.now())
-            .await?
-            .ok_or(BookingError::NotFound("room"))
+        bounded(self.db_deadline, async {
+            let db = self.connection().await?;
+            if rooms::get(&db, hotel_id, room_id).await?.is_none() {
+                return Err(BookingError::NotFound("room"));
+            }
+            require_room_type(&db, hotel_id, fields.room_type_id).await?;
+            rooms::update(&db, hotel_id, room_id, fields, self.clock.now())
+                .await?
+                .ok_or(BookingError::NotFound("room"))
+        })
+        .await
     }
 
     pub async fn delete_room(&self, hotel_id: i64, room_id: i64) -> Result<(), BookingError> {
-        let db = self.connection().await?;
-        if rooms::delete(&db, hotel_id, room_id).await? {
-            Ok(())
-        } else {
-            Err(BookingError::NotFound("room"))
-        }
+        bounded(self.db_deadline, async {
+            let db = self.connection().await?;
+            if rooms::delete(&db, hotel_id, room_id).await? {
+                Ok(())
+            } else {
+                Err(BookingError::NotFound("room"))
+            }
+        })
+        .await
     }
 
     /// Writes every night of the range in one transaction: if any night would fall below
@@ -296,28 +349,32 @@ impl Catalog {
         room_type_id: i64,
         change: InventoryChange,
     ) -> Result<Vec<InventoryDay>, BookingError> {
-        let mut db = self.connection().await?;
-        let started = Instant::now();
-        let tx = db.transaction().await?;
-        // The share lock keeps the ratio from changing until the capacities below are
-        // written.
-        let hotel = hotels::get_for_share(&tx, hotel_id)
-            .await?
-            .ok_or(BookingError::NotFound("hotel"))?;
-        require_room_type(&tx, hotel_id, room_type_id).await?;
-        let written = inventory::put_nights(
-            &tx,
-            hotel_id,
-            room_type_id,
-            change.nights,
-            change.total_inventory,
-            change.rate_cents,
-            hotel.overbooking_ratio,
-        )
+        let written = bounded(self.db_deadline, async {
+            let mut db = self.connection().await?;
+            let started = Instant::now();
+            let tx = db.transaction().await?;
+            // The share lock keeps the ratio from changing until the capacities below are
+            // written.
+            let hotel = hotels::get_for_share(&tx, hotel_id)
+                .await?
+                .ok_or(BookingError::NotFound("hotel"))?;
+            require_room_type(&tx, hotel_id, room_type_id).await?;
+            self.check_sellable(change.nights, hotel.timezone.today(self.clock.now()))?;
+            let written = inventory::put_nights(
+                &tx,
+                hotel_id,
+                room_type_id,
+                change.nights,
+                change.total_inventory,
+                change.rate_cents,
+                hotel.overbooking_ratio,
+            )
+            .await?;
+            tx.commit().await?;
+            telemetry::observe_transaction("put_inventory", started);
+            Ok(written)
+        })
         .await?;
-        tx.commit().await?;
-        telemetry::observe_transaction("put_inventory", started);
-        drop(db);
         if let Some(cache) = &self.cache {
             // Redis keeps its own count of reserved rooms (it may include bookings still
             // in flight), so only capacity and rate are overwritten there.
@@ -331,6 +388,32 @@ impl Catalog {
         Ok(written.into_iter().map(InventoryDay::from).collect())
     }
 
+    /// Inventory is written only for nights a guest could book: from yesterday (still
+    /// tonight somewhere west of the hotel's clock) to the last night of the longest stay
+    /// starting at the booking horizon. Anything else could never be sold, and would only
+    /// fill Postgres and Redis.
+    fn check_sellable(&self, nights: NightRange, today: NaiveDate) -> Result<(), BookingError> {
+        let first = today - Days::new(1);
+        let last = today
+            + Days::new(u64::from(self.limits.horizon_days))
+            + Days::new(u64::from(self.limits.max_nights));
+        if nights.from() < first {
+            return Err(InvalidField::new(
+                "from",
+                format!("must be {first} or later: earlier nights can no longer be sold"),
+            )
+            .into());
+        }
+        if nights.to() > last {
+            return Err(InvalidField::new(
+                "to",
+                format!("must be {last} or earlier: later nights are past the booking horizon"),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
     /// The stored nights of a room type in the range; nights with no inventory are left
     /// out.
     pub async fn inventory(
@@ -339,11 +422,15 @@ impl Catalog {
         room_type_id: i64,
         nights: NightRange,
     ) -> Result<Vec<InventoryDay>, BookingError> {
-        let db = self.connection().await?;
-        require_room_type(&db, hotel_id, room_type_id).await?;
-        let stored =
-            inventory::get_nights(&db, hotel_id, room_type_id, nights.from(), nights.to()).await?;
-        Ok(stored.into_iter().map(InventoryDay::from).collect())
+        bounded(self.db_deadline, async {
+            let db = self.connection().await?;
+            require_room_type(&db, hotel_id, room_type_id).await?;
+            let stored =
+                inventory::get_nights(&db, hotel_id, room_type_id, nights.from(), nights.to())
+                    .await?;
+            Ok(stored.into_iter().map(InventoryDay::from).collect())
+        })
+        .await
     }
 }
 

@@ -17,10 +17,16 @@ pub enum BookingError {
     /// A value the database requires was not given (a new night without a rate).
     #[error("{0} is required")]
     Required(String),
+    /// A value the database refused as data (SQLSTATE class 22: out of range, malformed):
+    /// the request's fault, whatever slipped past the checks before it.
+    #[error("a value of the request is out of range or malformed")]
+    Malformed,
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("not enough rooms are left on at least one night of the stay")]
     SoldOut,
+    #[error("this guest already holds {0} pending reservations, the most allowed; confirm or cancel one first")]
+    HoldLimit(u32),
     #[error("{0}")]
     Conflict(String),
     #[error("a request with this reservation_id is still being processed; retry shortly")]
@@ -29,6 +35,9 @@ pub enum BookingError {
     IdempotencyConflict,
     #[error("{0} is unavailable; retry shortly")]
     Unavailable(&'static str),
+    /// Too much work is queued already: answered at once rather than queued.
+    #[error("the booking queue is full; retry shortly")]
+    Overloaded,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -72,6 +81,9 @@ impl From<tokio_postgres::Error> for BookingError {
         }
         if *code == SqlState::NOT_NULL_VIOLATION {
             return Self::Required(db.column().unwrap_or("a field").to_owned());
+        }
+        if code.code().starts_with("22") {
+            return Self::Malformed;
         }
         // A deadlock or serialization failure rolled the transaction back whole: a retry
         // may well succeed, so it is "unavailable, retry", not an internal error.

@@ -22,7 +22,7 @@ use tracing::Instrument;
 use super::{Booker, BookingError};
 use crate::config::Fault;
 use crate::domain::{
-    NewReservation, Reservation, ReservationId, RoomCount, Stay, StayDates, StayRules,
+    NewReservation, Principal, Reservation, ReservationId, RoomCount, Stay, StayDates, StayRules,
 };
 use crate::inventory::{CacheError, LoadMode, NightCache, PreDeduct};
 use crate::store::inventory as inventory_store;
@@ -44,6 +44,8 @@ pub enum Outcome {
     SoldOutDbRecheck,
     IdempotencyConflict,
     InProgress,
+    /// The guest already holds the most pending reservations allowed.
+    HoldLimit,
     /// No such hotel or room type: the client's mistake.
     NotFound,
     /// A stay outside the booking limits: the client's mistake.
@@ -64,6 +66,7 @@ impl Outcome {
             Outcome::SoldOutDbRecheck => "sold_out_db_recheck",
             Outcome::IdempotencyConflict => "idempotency_conflict",
             Outcome::InProgress => "in_progress",
+            Outcome::HoldLimit => "hold_limit",
             Outcome::NotFound => "not_found",
             Outcome::Invalid => "invalid",
             Outcome::Unavailable => "unavailable",
@@ -76,9 +79,12 @@ impl Outcome {
             BookingError::SoldOut => Outcome::SoldOut,
             BookingError::IdempotencyConflict => Outcome::IdempotencyConflict,
             BookingError::RequestInProgress => Outcome::InProgress,
+            BookingError::HoldLimit(_) => Outcome::HoldLimit,
             BookingError::NotFound(_) => Outcome::NotFound,
-            BookingError::Invalid(_) | BookingError::Required(_) => Outcome::Invalid,
-            BookingError::Unavailable(_) => Outcome::Unavailable,
+            BookingError::Invalid(_) | BookingError::Required(_) | BookingError::Malformed => {
+                Outcome::Invalid
+            }
+            BookingError::Unavailable(_) | BookingError::Overloaded => Outcome::Unavailable,
             BookingError::Conflict(_) | BookingError::Internal(_) => Outcome::Error,
         }
     }
@@ -127,13 +133,13 @@ impl From<CacheError> for RefusedOrCache {
 }
 
 impl Booker {
-    /// Books `stay` for the guest `guest_id` and counts the outcome.
+    /// Books `stay` for `caller` (the guest is the caller's `sub`) and counts the outcome.
     pub async fn book(
         &self,
         stay: Stay,
-        guest_id: &str,
+        caller: &Principal,
     ) -> Result<(Outcome, Reservation), BookingError> {
-        let result = self.book_uncounted(stay, guest_id).await;
+        let result = self.book_uncounted(stay, caller).await;
         let outcome = match &result {
             Ok((outcome, _)) => *outcome,
             Err(refused) => refused.outcome,
@@ -145,8 +151,9 @@ impl Booker {
     async fn book_uncounted(
         &self,
         stay: Stay,
-        guest_id: &str,
+        caller: &Principal,
     ) -> Result<(Outcome, Reservation), Refused> {
+        let guest_id = caller.sub.as_str();
         // Postgres keeps microseconds: the 201 must show exactly what a replay will read.
         let now = self.clock.now().trunc_subsecs(6);
         let hotel = self
@@ -170,6 +177,8 @@ impl Booker {
         let booking = NewReservation {
             stay,
             guest_id: guest_id.to_owned(),
+            // Staff book on behalf of guests, often many at once: they are exempt.
+            hold_limit: self.max_live_holds.filter(|_| !caller.is_staff()),
             created_at: now,
             hold_expires_at: now + self.hold_ttl,
         };
@@ -289,6 +298,9 @@ impl Booker {
                 outcome: sold_out,
                 error: BookingError::SoldOut,
             }),
+            Committed::HoldLimit => {
+                Err(BookingError::HoldLimit(booking.hold_limit.unwrap_or_default()).into())
+            }
         }
     }
 
@@ -352,6 +364,7 @@ mod tests {
             Outcome::SoldOutDbRecheck,
             Outcome::IdempotencyConflict,
             Outcome::InProgress,
+            Outcome::HoldLimit,
             Outcome::NotFound,
             Outcome::Invalid,
             Outcome::Unavailable,

@@ -40,6 +40,11 @@ use crate::telemetry;
 /// Most bookings one transaction commits.
 const MAX_BATCH: usize = 64;
 
+/// Most bookings waiting in one shard's queue. Past it a booking is answered 503
+/// `overloaded` at once (and its deduction given back): a queue longer than this could not
+/// drain within a booking's deadline anyway.
+const MAX_QUEUED: usize = 16 * MAX_BATCH;
+
 /// Attempts of a lone booking that Postgres chose as a deadlock victim.
 const DEADLOCK_RETRIES: u32 = 3;
 
@@ -95,6 +100,7 @@ impl GroupCommitter {
         let start_drainer = {
             let mut queues = self.lock();
             match queues.get_mut(&key) {
+                Some(queue) if queue.len() >= MAX_QUEUED => return Err(BookingError::Overloaded),
                 Some(queue) => {
                     queue.push((stay, sender));
                     false
@@ -184,9 +190,12 @@ impl GroupCommitter {
                 Together::OneByOne => {}
             }
         }
-        for (stay, answer) in batch {
+        // Each on its own connection, at once: one by one, a refused batch of 64 would
+        // make its last booking wait for 63 transactions.
+        futures::future::join_all(batch.into_iter().map(|(stay, answer)| async move {
             let _ = answer.send(self.alone(&stay).await);
-        }
+        }))
+        .await;
     }
 
     /// One booking in its own transaction: a batch of one, the `db` mode, and bookings

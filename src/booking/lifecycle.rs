@@ -17,7 +17,7 @@ impl Booker {
         reservation_id: ReservationId,
         caller: &Principal,
     ) -> Result<Reservation, BookingError> {
-        self.stored(reservation_id)
+        self.bounded(self.stored(reservation_id))
             .await?
             .filter(|reservation| caller.may_see(&reservation.guest_id))
             .ok_or(BookingError::NotFound("reservation"))
@@ -29,9 +29,12 @@ impl Booker {
         owner: Owner<'_>,
         page: &PageRequest<ListKey>,
     ) -> Result<Page<Reservation>, BookingError> {
-        let db = self.connection().await?;
-        let rows = reservations::list(&db, owner, page).await?;
-        Ok(Page::from_rows(rows, page, ListKey::of))
+        self.bounded(async {
+            let db = self.connection().await?;
+            let rows = reservations::list(&db, owner, page).await?;
+            Ok(Page::from_rows(rows, page, ListKey::of))
+        })
+        .await
     }
 
     /// Cancels a pending or confirmed reservation and gives its nights back, in Postgres
@@ -45,7 +48,10 @@ impl Booker {
         if let Some(ended) = self.end(reservation_id, Ending::Canceled).await? {
             return Ok(ended);
         }
-        let now = self.stored(reservation_id).await?.unwrap_or(current);
+        let now = self
+            .bounded(self.stored(reservation_id))
+            .await?
+            .unwrap_or(current);
         match now.status {
             ReservationStatus::Canceled => Ok(now),
             status => Err(BookingError::Conflict(format!(
@@ -88,14 +94,17 @@ impl Booker {
     /// returns how many it expired. Each expires exactly once, even with several
     /// processes sweeping (see `expire_holds()` in migrations/V3__jobs.sql).
     pub async fn expire_due(&self, now: DateTime<Utc>, batch: i32) -> Result<usize, BookingError> {
-        let expired = {
-            let db = self.connection().await?;
-            reservations::expire_holds(&db, now, batch).await?
-        };
-        for ended in &expired {
-            self.give_back(ended).await;
+        let expired = self
+            .bounded(async {
+                let db = self.connection().await?;
+                Ok(reservations::expire_holds(&db, now, batch).await?)
+            })
+            .await?;
+        let count = expired.len();
+        for ended in expired {
+            self.give_back_for_sure(ended).await;
         }
-        Ok(expired.len())
+        Ok(count)
     }
 
     /// Ends a live stay in Postgres, then gives its nights back in Redis.
@@ -104,15 +113,28 @@ impl Booker {
         reservation_id: ReservationId,
         ending: Ending,
     ) -> Result<Option<Reservation>, BookingError> {
-        let db = self.connection().await?;
-        let Some(ended) =
-            reservations::end_stay(&db, reservation_id, ending, self.clock.now()).await?
-        else {
+        let now = self.clock.now();
+        let ended = self
+            .bounded(async {
+                let db = self.connection().await?;
+                Ok(reservations::end_stay(&db, reservation_id, ending, now).await?)
+            })
+            .await?;
+        let Some(ended) = ended else {
             return Ok(None);
         };
-        drop(db);
-        self.give_back(&ended).await;
+        self.give_back_for_sure(ended.clone()).await;
         Ok(Some(ended))
+    }
+
+    /// The give-back after Postgres ended a stay, in a task of its own: a client that
+    /// hangs up (or a request deadline) after the commit cannot skip it.
+    async fn give_back_for_sure(&self, ended: Reservation) {
+        let booker = self.clone();
+        let given_back = tokio::spawn(async move { booker.give_back(&ended).await });
+        if let Err(error) = given_back.await {
+            tracing::error!(%error, "the give-back task failed; the reconciler will repair Redis");
+        }
     }
 
     /// Gives the nights of a stay that Postgres has just ended back in Redis. A failure is

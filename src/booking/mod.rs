@@ -25,6 +25,7 @@ mod lifecycle;
 pub use error::BookingError;
 pub use flow::Outcome;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,8 +46,12 @@ pub struct Booker {
     clock: Arc<dyn Clock>,
     limits: BookingLimits,
     hold_ttl: Duration,
+    max_live_holds: Option<u32>,
     in_flight_ttl: Duration,
     fault: Option<Fault>,
+    /// How long one call may wait on Postgres outside the booking path (which has its own
+    /// deadlines): a little over the statement timeout.
+    db_deadline: Duration,
     directory: Arc<HotelDirectory>,
     /// Commits the bookings Redis admitted, several per transaction (redis mode only: the
     /// db mode is the one-transaction-per-attempt baseline).
@@ -64,7 +69,7 @@ impl Booker {
         // server is alive.
         let commit_timeout = config.db_statement_timeout + Duration::from_millis(500);
         Self {
-            directory: Arc::new(HotelDirectory::new(db.clone())),
+            directory: Arc::new(HotelDirectory::new(db.clone(), commit_timeout)),
             group: Arc::new(GroupCommitter::new(
                 db.clone(),
                 commit_timeout,
@@ -75,12 +80,34 @@ impl Booker {
             clock,
             limits: config.limits,
             hold_ttl: config.hold_ttl,
+            max_live_holds: config.max_live_holds,
             in_flight_ttl: config.in_flight_ttl,
             fault: config.fault,
+            db_deadline: commit_timeout,
         }
     }
 
     async fn connection(&self) -> Result<deadpool_postgres::Object, BookingError> {
         Ok(self.db.get().await?)
     }
+
+    /// `work` on Postgres, bounded by the deadline: see [`bounded`].
+    async fn bounded<T>(
+        &self,
+        work: impl Future<Output = Result<T, BookingError>>,
+    ) -> Result<T, BookingError> {
+        bounded(self.db_deadline, work).await
+    }
+}
+
+/// Bounds one piece of Postgres work. tokio-postgres waits for ever on a server that is
+/// frozen (SIGSTOP, a stalled disk), where its own statement timeout cannot fire: past
+/// `deadline` the caller is answered 503 `unavailable` instead.
+async fn bounded<T>(
+    deadline: Duration,
+    work: impl Future<Output = Result<T, BookingError>>,
+) -> Result<T, BookingError> {
+    tokio::time::timeout(deadline, work)
+        .await
+        .unwrap_or(Err(BookingError::Unavailable("the database")))
 }

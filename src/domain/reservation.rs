@@ -142,6 +142,9 @@ impl Ending {
 pub struct NewReservation {
     pub stay: Stay,
     pub guest_id: String,
+    /// The most pending reservations the guest may then hold, this one included; `None`
+    /// for staff, who are exempt, or when the limit is off.
+    pub hold_limit: Option<u32>,
     /// When it was booked, to the microsecond Postgres keeps.
     pub created_at: DateTime<Utc>,
     pub hold_expires_at: DateTime<Utc>,
@@ -226,6 +229,7 @@ mod tests {
             &NewReservation {
                 stay,
                 guest_id: "ada".into(),
+                hold_limit: Some(3),
                 created_at: at,
                 hold_expires_at: at,
             },

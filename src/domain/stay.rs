@@ -28,6 +28,18 @@ impl Default for BookingLimits {
     }
 }
 
+/// The calendar innkeeper accepts: every date it stores and every key it derives from a
+/// date (a night's expiry is two days later) must stay far inside what chrono and
+/// Postgres can represent, and no hotel sells a night outside it.
+pub const FIRST_DATE: NaiveDate = match NaiveDate::from_ymd_opt(2000, 1, 1) {
+    Some(date) => date,
+    None => panic!("a valid date"),
+};
+pub const LAST_DATE: NaiveDate = match NaiveDate::from_ymd_opt(9999, 12, 31) {
+    Some(date) => date,
+    None => panic!("a valid date"),
+};
+
 /// A non-empty, half-open range of nights `[from, to)`, as used by inventory writes and reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NightRange {
@@ -48,6 +60,14 @@ impl NightRange {
         from_field: &'static str,
         to_field: &'static str,
     ) -> Result<Self, InvalidField> {
+        for (date, field) in [(from, from_field), (to, to_field)] {
+            if !(FIRST_DATE..=LAST_DATE).contains(&date) {
+                return Err(InvalidField::new(
+                    field,
+                    format!("must be a date from {FIRST_DATE} to {LAST_DATE}"),
+                ));
+            }
+        }
         if to <= from {
             return Err(InvalidField::new(
                 to_field,
@@ -243,6 +263,25 @@ mod tests {
         for bad in [0, -1, 11] {
             assert_eq!(RoomCount::parse(bad, &limits).unwrap_err().field, "rooms");
         }
+    }
+
+    #[test]
+    fn dates_outside_the_calendar_are_refused() {
+        let far = NaiveDate::from_ymd_opt(262_142, 12, 30).unwrap();
+        let before = NaiveDate::from_ymd_opt(-262_143, 1, 1).unwrap();
+        assert_eq!(
+            NightRange::parse(day(0), far, "from", "to")
+                .unwrap_err()
+                .field,
+            "to"
+        );
+        assert_eq!(
+            NightRange::parse(before, day(0), "from", "to")
+                .unwrap_err()
+                .field,
+            "from"
+        );
+        assert!(NightRange::parse(LAST_DATE - Days::new(1), LAST_DATE, "from", "to").is_ok());
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Bearer-token authentication: who the caller of a request is.
 //!
-//! Tokens are HS256 JWTs with `sub`, `role` and `exp`. Only HS256 is accepted: a token
-//! that names another algorithm, `none` included, is refused before its signature is read.
+//! Tokens are HS256 JWTs with `sub`, `role` and `exp`, and optionally `iat` and `nbf`.
+//! Only HS256 is accepted: a token that names another algorithm, `none` included, is
+//! refused before its signature is read. A token not valid yet (`nbf`), or valid for longer
+//! than the configured maximum (from its `iat`, or from now), is refused too.
 //! Expiry is checked with no leeway against the injected [`Clock`], the same time every
 //! other rule of the process reads, so a token is dead the second its `exp` passes on that
 //! clock (and tests that move time move token expiry with it).
@@ -26,6 +28,10 @@ struct Claims {
     sub: String,
     role: Role,
     exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iat: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<i64>,
 }
 
 /// Signs and checks tokens with the configured secret, at the time of its clock.
@@ -34,14 +40,17 @@ pub struct Auth {
     decoding: DecodingKey,
     validation: Validation,
     clock: Arc<dyn Clock>,
+    max_ttl: Duration,
 }
 
 impl Auth {
-    pub fn new(secret: &Secret, clock: Arc<dyn Clock>) -> Self {
+    /// `max_ttl`: the longest a token may be valid for.
+    pub fn new(secret: &Secret, clock: Arc<dyn Clock>, max_ttl: Duration) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
-        // `exp` is required here but compared below, against the clock: jsonwebtoken
-        // would compare it with the system time.
+        // `exp` is required here but it and `nbf` are compared below, against the clock:
+        // jsonwebtoken would compare them with the system time.
         validation.validate_exp = false;
+        validation.validate_nbf = false;
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
         Self {
@@ -49,15 +58,25 @@ impl Auth {
             decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
             validation,
             clock,
+            max_ttl,
         }
     }
 
-    /// A token for `sub` in `role`, valid for `ttl` from the clock's now.
+    /// A token for `sub` in `role`, valid for `ttl` from the clock's now; `ttl` may not
+    /// pass the maximum, since the token would then be refused.
     pub fn issue(&self, sub: &str, role: Role, ttl: Duration) -> anyhow::Result<String> {
+        anyhow::ensure!(
+            ttl <= self.max_ttl,
+            "a token may be valid for at most {} seconds (INNKEEPER_MAX_TOKEN_TTL)",
+            self.max_ttl.as_secs()
+        );
+        let now = self.clock.now().timestamp();
         let claims = Claims {
             sub: sub.to_owned(),
             role,
-            exp: self.clock.now().timestamp() + i64::try_from(ttl.as_secs())?,
+            exp: now + i64::try_from(ttl.as_secs())?,
+            iat: Some(now),
+            nbf: None,
         };
         Ok(jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -77,8 +96,21 @@ impl Auth {
                     _ => "the token is not valid",
                 })
             })?;
-        if data.claims.exp < self.clock.now().timestamp() {
+        let now = self.clock.now().timestamp();
+        let claims = &data.claims;
+        if claims.exp < now {
             return Err(ApiError::Unauthorized("the token has expired"));
+        }
+        if claims.nbf.is_some_and(|nbf| nbf > now) {
+            return Err(ApiError::Unauthorized("the token is not valid yet"));
+        }
+        let lifetime = claims
+            .exp
+            .saturating_sub(claims.iat.unwrap_or(now).min(now));
+        if lifetime > i64::try_from(self.max_ttl.as_secs()).unwrap_or(i64::MAX) {
+            return Err(ApiError::Unauthorized(
+                "the token is valid for longer than this server allows",
+            ));
         }
         if data.claims.sub.is_empty() {
             return Err(ApiError::Unauthorized("the token's subject is empty"));
@@ -146,8 +178,64 @@ mod tests {
         Arc::new(ManualClock::new(now))
     }
 
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+
     fn auth(clock: Arc<ManualClock>) -> Auth {
-        Auth::new(&Secret::new("test-secret"), clock)
+        Auth::new(&Secret::new("test-secret-of-thirty-two-bytes!"), clock, DAY)
+    }
+
+    /// A token signed with the test secret over hand-written claims.
+    fn signed(claims: &str) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::from_str::<serde_json::Value>(claims).unwrap(),
+            &EncodingKey::from_secret(b"test-secret-of-thirty-two-bytes!"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn tokens_not_valid_yet_are_refused() {
+        let now = Utc::now();
+        let auth = auth(clock_at(now));
+        let later = now.timestamp() + 60;
+        let token = signed(&format!(
+            r#"{{"sub":"a","role":"guest","exp":{},"nbf":{later}}}"#,
+            later + 60
+        ));
+        assert_eq!(
+            auth.verify(&token).unwrap_err().to_string(),
+            "the token is not valid yet"
+        );
+        let token = signed(&format!(
+            r#"{{"sub":"a","role":"guest","exp":{},"nbf":{}}}"#,
+            later + 60,
+            now.timestamp()
+        ));
+        assert!(auth.verify(&token).is_ok());
+    }
+
+    #[test]
+    fn tokens_living_past_the_maximum_are_refused() {
+        let now = Utc::now();
+        let auth = auth(clock_at(now));
+        let year_3000 = 32_503_680_000_i64;
+        for claims in [
+            format!(r#"{{"sub":"a","role":"staff","exp":{year_3000}}}"#),
+            format!(
+                r#"{{"sub":"a","role":"staff","exp":{},"iat":{}}}"#,
+                now.timestamp() + 3600,
+                now.timestamp() - 2 * 86_400
+            ),
+        ] {
+            let error = auth.verify(&signed(&claims)).unwrap_err();
+            assert_eq!(error.code(), "unauthorized", "{claims}");
+        }
+        assert!(auth
+            .issue("a", Role::Staff, DAY + Duration::from_secs(1))
+            .is_err());
+        let token = auth.issue("a", Role::Staff, DAY).unwrap();
+        assert!(auth.verify(&token).is_ok());
     }
 
     #[test]
@@ -179,8 +267,6 @@ mod tests {
         let error = auth.verify(&token).unwrap_err();
         assert_eq!(error.code(), "unauthorized");
         assert_eq!(error.to_string(), "the token has expired");
-        clock.set(Utc.with_ymd_and_hms(2009, 1, 1, 6, 0, 0).unwrap());
-        assert!(auth.verify(&token).is_ok());
     }
 
     #[test]
@@ -196,9 +282,13 @@ mod tests {
     #[test]
     fn another_secret_is_refused() {
         let clock = clock_at(Utc::now());
-        let token = Auth::new(&Secret::new("other"), clock.clone())
-            .issue("mallory", Role::Staff, Duration::from_secs(60))
-            .unwrap();
+        let token = Auth::new(
+            &Secret::new("another-secret-of-thirty-two-b!!"),
+            clock.clone(),
+            DAY,
+        )
+        .issue("mallory", Role::Staff, Duration::from_secs(60))
+        .unwrap();
         assert_eq!(
             auth(clock).verify(&token).unwrap_err().code(),
             "unauthorized"

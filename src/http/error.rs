@@ -38,6 +38,8 @@ pub enum ApiError {
     #[error("not enough rooms are left on at least one night of the stay")]
     SoldOut,
     #[error("{0}")]
+    HoldLimit(String),
+    #[error("{0}")]
     Conflict(String),
     #[error("a request with this reservation_id is still being processed; retry shortly")]
     RequestInProgress,
@@ -47,6 +49,8 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("{0} is unavailable; retry shortly")]
     Unavailable(&'static str),
+    #[error("the service is at its limit of requests in flight; retry shortly")]
+    Overloaded,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -94,10 +98,12 @@ impl ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::SoldOut | Self::Conflict(_) | Self::RequestInProgress => StatusCode::CONFLICT,
+            Self::SoldOut | Self::HoldLimit(_) | Self::Conflict(_) | Self::RequestInProgress => {
+                StatusCode::CONFLICT
+            }
             Self::IdempotencyConflict => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -111,11 +117,13 @@ impl ApiError {
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::SoldOut => "sold_out",
+            Self::HoldLimit(_) => "hold_limit",
             Self::Conflict(_) => "conflict",
             Self::RequestInProgress => "request_in_progress",
             Self::IdempotencyConflict => "idempotency_conflict",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::Unavailable(_) => "unavailable",
+            Self::Overloaded => "overloaded",
             Self::Internal(_) => "internal",
         }
     }
@@ -129,11 +137,13 @@ impl ApiError {
             Self::NotFound(_) => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
             Self::SoldOut => "Sold out",
+            Self::HoldLimit(_) => "Hold limit reached",
             Self::Conflict(_) => "Conflict",
             Self::RequestInProgress => "Request in progress",
             Self::IdempotencyConflict => "Idempotency conflict",
             Self::PayloadTooLarge(_) => "Payload too large",
             Self::Unavailable(_) => "Service unavailable",
+            Self::Overloaded => "Overloaded",
             Self::Internal(_) => "Internal server error",
         }
     }
@@ -146,12 +156,19 @@ impl From<BookingError> for ApiError {
             BookingError::Required(column) => {
                 Self::invalid(column.clone(), format!("{column} is required"))
             }
+            BookingError::Malformed => Self::Validation {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                field: None,
+                detail: BookingError::Malformed.to_string(),
+            },
             BookingError::NotFound(what) => Self::NotFound(what),
             BookingError::SoldOut => Self::SoldOut,
+            hold_limit @ BookingError::HoldLimit(_) => Self::HoldLimit(hold_limit.to_string()),
             BookingError::Conflict(detail) => Self::Conflict(detail),
             BookingError::RequestInProgress => Self::RequestInProgress,
             BookingError::IdempotencyConflict => Self::IdempotencyConflict,
             BookingError::Unavailable(what) => Self::Unavailable(what),
+            BookingError::Overloaded => Self::Overloaded,
             BookingError::Internal(cause) => Self::Internal(cause),
         }
     }
@@ -191,7 +208,10 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if matches!(self, Self::RequestInProgress | Self::Unavailable(_)) {
+        if matches!(
+            self,
+            Self::RequestInProgress | Self::Unavailable(_) | Self::Overloaded
+        ) {
             headers.insert(
                 header::RETRY_AFTER,
                 HeaderValue::from_static(RETRY_AFTER_SECONDS),
@@ -215,11 +235,13 @@ mod tests {
             (ApiError::Forbidden("x"), 403, "forbidden"),
             (ApiError::NotFound("hotel"), 404, "not_found"),
             (ApiError::SoldOut, 409, "sold_out"),
+            (ApiError::HoldLimit("x".into()), 409, "hold_limit"),
             (ApiError::Conflict("x".into()), 409, "conflict"),
             (ApiError::RequestInProgress, 409, "request_in_progress"),
             (ApiError::IdempotencyConflict, 422, "idempotency_conflict"),
             (ApiError::PayloadTooLarge(1), 413, "payload_too_large"),
             (ApiError::Unavailable("x"), 503, "unavailable"),
+            (ApiError::Overloaded, 503, "overloaded"),
         ];
         for (error, status, code) in cases {
             assert_eq!(error.status_code().as_u16(), status, "{code}");
@@ -263,6 +285,7 @@ mod tests {
             ),
             (BookingError::NotFound("hotel"), 404, "not_found"),
             (BookingError::SoldOut, 409, "sold_out"),
+            (BookingError::HoldLimit(3), 409, "hold_limit"),
             (BookingError::Conflict("x".into()), 409, "conflict"),
             (BookingError::RequestInProgress, 409, "request_in_progress"),
             (
@@ -271,6 +294,7 @@ mod tests {
                 "idempotency_conflict",
             ),
             (BookingError::Unavailable("Redis"), 503, "unavailable"),
+            (BookingError::Overloaded, 503, "overloaded"),
             (
                 BookingError::Internal(anyhow::anyhow!("x")),
                 500,
@@ -285,7 +309,11 @@ mod tests {
 
     #[test]
     fn retryable_errors_say_when() {
-        for error in [ApiError::RequestInProgress, ApiError::Unavailable("redis")] {
+        for error in [
+            ApiError::RequestInProgress,
+            ApiError::Unavailable("redis"),
+            ApiError::Overloaded,
+        ] {
             let response = error.into_response();
             assert_eq!(response.headers()[header::RETRY_AFTER], "1");
         }

@@ -12,7 +12,7 @@ use super::error::{ApiError, Problem};
 use super::extract::{Json, Path, Query};
 use super::pagination::PageQuery;
 use super::AppState;
-use crate::domain::{required_text, CurrencyCode, HotelTimezone, OverbookingRatio};
+use crate::domain::{plain_text, required_text, CurrencyCode, HotelTimezone, OverbookingRatio};
 use crate::store::hotels::{Hotel, HotelFields};
 use crate::store::page::Page;
 
@@ -110,7 +110,12 @@ async fn list_hotels(
         cursor: query.cursor,
     }
     .parse::<i64>()?;
-    let hotels = state.catalog.hotels(query.city.as_deref(), &page).await?;
+    let city = query
+        .city
+        .as_deref()
+        .map(|city| plain_text("city", city, 200))
+        .transpose()?;
+    let hotels = state.catalog.hotels(city, &page).await?;
     Ok(axum::Json(hotels))
 }
 

@@ -13,14 +13,20 @@ mod pagination;
 mod reservations;
 mod room_types;
 mod rooms;
+mod server;
 pub mod tracking;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::{middleware, Extension, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
-use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::load_shed::LoadShedLayer;
+use tower::timeout::TimeoutLayer;
+use tower::{BoxError, ServiceBuilder};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -35,6 +41,7 @@ use crate::config::Config;
 use crate::jobs::Jobs;
 use auth::Auth;
 use error::ApiError;
+pub use server::serve;
 
 /// Largest request body accepted; larger ones are answered 413 `payload_too_large`.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -90,29 +97,77 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The API's router and its OpenAPI document, before state is attached.
-pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// The API's routes and their OpenAPI document, before state is attached: the guarded
+/// routes (every one a guest or staff calls), and the operations routes that a load
+/// balancer and Prometheus must reach however loaded the service is.
+fn routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
+    let (guarded, mut document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(hotels::router())
         .merge(room_types::router())
         .merge(rooms::router())
         .merge(inventory::router())
         .merge(availability::router())
         .merge(reservations::router())
-        .merge(ops::router())
         .merge(admin::router())
-        .split_for_parts()
+        .split_for_parts();
+    let (operations, operations_document) = ops::router().split_for_parts();
+    document.merge(operations_document);
+    (guarded, operations, document)
 }
 
 /// The OpenAPI document of the routes the server has.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().1
+    routes().2
+}
+
+/// Admission control and the request deadline, around every guarded route.
+///
+/// Beyond `max_in_flight` requests at once, a request is answered 503 `overloaded` at
+/// once instead of queueing behind the others: under a rush the queue, not the work, is
+/// what made every answer slow. A request that takes longer than `request_timeout` is
+/// answered 503 `unavailable`; a booking's commit or compensation carries on in its own
+/// task, so a retry with the same id finds what it did.
+fn guard(
+    router: Router<AppState>,
+    max_in_flight: Option<usize>,
+    request_timeout: Duration,
+) -> Router<AppState> {
+    let deadline = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(refusal))
+        .layer(TimeoutLayer::new(request_timeout));
+    let router = router.layer(deadline);
+    match max_in_flight {
+        Some(max) => router.layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(refusal))
+                .layer(LoadShedLayer::new())
+                .layer(GlobalConcurrencyLimitLayer::new(max)),
+        ),
+        None => router,
+    }
+}
+
+/// The answer to a request that admission control or the deadline turned away.
+async fn refusal(error: BoxError) -> ApiError {
+    if error.is::<tower::load_shed::error::Overloaded>() {
+        ApiError::Overloaded
+    } else if error.is::<tower::timeout::error::Elapsed>() {
+        ApiError::Unavailable("the service, within the request deadline,")
+    } else {
+        ApiError::Internal(anyhow::anyhow!(error))
+    }
 }
 
 /// The complete application: routes, state, limits and fallbacks, and around each route
 /// (the fallbacks included) the request id, the request's span and its metrics.
 pub fn app(state: AppState) -> Router {
-    let (router, document) = routes();
+    let (guarded, operations, document) = routes();
+    let router = guard(
+        guarded,
+        state.config.max_in_flight,
+        state.config.request_timeout,
+    )
+    .merge(operations);
     let document = Arc::new(document.to_json().unwrap_or_else(|error| {
         tracing::error!(%error, "the OpenAPI document did not serialise");
         String::from("{}")
@@ -125,6 +180,7 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn(tracking::record_request))
         .layer(
             ServiceBuilder::new()
+                .layer(middleware::map_request(tracking::drop_unfit_request_id))
                 .layer(SetRequestIdLayer::new(
                     tracking::REQUEST_ID,
                     MakeRequestUuid,

@@ -51,7 +51,7 @@ async fn healthz() -> axum::Json<Health> {
         (status = 503, description = "A dependency is down", body = Readiness),
     ))]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, axum::Json<Readiness>) {
-    let health = state.health.probe().await;
+    let health = state.health.recent().await;
     let redis_status = match state.config.inventory_mode {
         InventoryMode::Db => "unused",
         InventoryMode::Redis if health.redis => "up",

@@ -45,7 +45,7 @@ pub struct ReservationListQuery {
         (status = 400, description = "Malformed JSON", body = Problem),
         (status = 401, description = "No valid token", body = Problem),
         (status = 404, description = "No such hotel or room type", body = Problem),
-        (status = 409, description = "sold_out, or request_in_progress (with Retry-After)", body = Problem),
+        (status = 409, description = "sold_out, hold_limit (the guest already holds the most pending reservations allowed), or request_in_progress (with Retry-After)", body = Problem),
         (status = 422, description = "validation_failed, or idempotency_conflict", body = Problem),
         (status = 503, description = "A store is unavailable (with Retry-After)", body = Problem),
     ))]
@@ -54,7 +54,7 @@ async fn create_reservation(
     Caller(caller): Caller,
     Json(stay): Json<Stay>,
 ) -> Result<(StatusCode, axum::Json<Reservation>), ApiError> {
-    let (outcome, reservation) = state.booker.book(stay, &caller.sub).await?;
+    let (outcome, reservation) = state.booker.book(stay, &caller).await?;
     let status = if outcome == Outcome::Created {
         StatusCode::CREATED
     } else {

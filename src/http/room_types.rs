@@ -12,7 +12,7 @@ use super::error::{ApiError, Problem};
 use super::extract::{Json, Path, Query};
 use super::pagination::PageQuery;
 use super::AppState;
-use crate::domain::{required_text, InvalidField};
+use crate::domain::{plain_text, required_text, InvalidField};
 use crate::store::page::Page;
 use crate::store::room_types::{RoomType, RoomTypeFields};
 
@@ -36,14 +36,10 @@ impl RoomTypeBody {
         if !(1..=100).contains(&self.max_occupancy) {
             return Err(InvalidField::new("max_occupancy", "must be from 1 to 100").into());
         }
-        let description = match self.description {
-            Some(text) if text.chars().count() > 2000 => {
-                return Err(
-                    InvalidField::new("description", "must be at most 2000 characters").into(),
-                )
-            }
-            other => other,
-        };
+        let description = self
+            .description
+            .map(|text| plain_text("description", &text, 2000).map(str::to_owned))
+            .transpose()?;
         Ok(RoomTypeFields {
             name: required_text("name", &self.name, 200)?,
             description,

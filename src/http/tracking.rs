@@ -15,6 +15,25 @@ use crate::telemetry;
 /// The header a request id arrives and leaves in.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The longest request id taken from a client.
+const MAX_REQUEST_ID_BYTES: usize = 64;
+
+/// Drops a client's request id that is empty, longer than [`MAX_REQUEST_ID_BYTES`] or not
+/// printable ASCII, so that one is made up instead: the id goes verbatim into every log
+/// line of the request, where a megabyte or a terminal escape has no place.
+pub async fn drop_unfit_request_id(mut request: Request) -> Request {
+    let unfit = request.headers().get(&REQUEST_ID).is_some_and(|id| {
+        let bytes = id.as_bytes();
+        bytes.is_empty()
+            || bytes.len() > MAX_REQUEST_ID_BYTES
+            || !bytes.iter().all(u8::is_ascii_graphic)
+    });
+    if unfit {
+        request.headers_mut().remove(&REQUEST_ID);
+    }
+    request
+}
+
 /// The route label of a request that matched no route: its raw path could hold anything,
 /// so it never becomes a label.
 const UNMATCHED: &str = "unmatched";

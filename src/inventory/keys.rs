@@ -42,8 +42,13 @@ impl KeyLayout {
 /// When a night's key leaves Redis: a day after the night has passed everywhere on Earth.
 /// The night of D ends on the morning of D+1 in the hotel's timezone; noon UTC on D+2 is
 /// at least a day after that in every timezone (UTC-12 to UTC+14).
+///
+/// Dates reach here already bounded (see `domain::LAST_DATE`); should one ever not be, the
+/// key expires at the latest instant chrono knows rather than the process panicking.
 pub fn night_expires_at(night: NaiveDate) -> i64 {
-    (night + Days::new(2))
+    night
+        .checked_add_days(Days::new(2))
+        .unwrap_or(NaiveDate::MAX)
         .and_time(NaiveTime::from_hms_opt(12, 0, 0).unwrap_or_default())
         .and_utc()
         .timestamp()
@@ -65,6 +70,11 @@ mod tests {
             "ik:deducted:{42}:00000000-0000-0000-0000-000000000000"
         );
         assert_eq!(keys.in_flight(42), "ik:inflight:{42}");
+    }
+
+    #[test]
+    fn the_last_date_chrono_knows_does_not_panic() {
+        assert!(night_expires_at(NaiveDate::MAX) > night_expires_at(NaiveDate::MIN));
     }
 
     #[test]

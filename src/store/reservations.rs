@@ -21,6 +21,9 @@ pub enum Committed {
     Exists,
     /// A night lacks the rooms (or any inventory); nothing was written.
     SoldOut,
+    /// The guest already holds as many pending reservations as allowed; nothing was
+    /// written.
+    HoldLimit,
 }
 
 /// SQLSTATE raised by `book_stay` when a night filled up under its row lock.
@@ -47,8 +50,8 @@ pub fn from_row(row: &Row) -> Result<Reservation, tokio_postgres::Error> {
     })
 }
 
-const BOOK: &str =
-    "SELECT outcome, total_cents, currency FROM book_stay($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+const BOOK: &str = "SELECT outcome, total_cents, currency \
+                    FROM book_stay($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 /// Prepares the booking statement on a connection ahead of time. Preparing is a round trip
 /// and, outside a transaction block, a transaction of its own in Postgres' statistics;
@@ -57,8 +60,8 @@ pub async fn prepare(db: &impl GenericClient) -> Result<(), tokio_postgres::Erro
     db.prepare_cached(BOOK).await.map(drop)
 }
 
-/// Runs the booking transaction (`book_stay()`, as migrations/V4__book_stay_duplicate_race.sql
-/// defines it): one statement, one round trip, whatever the number of nights.
+/// Runs the booking transaction (`book_stay()`, as migrations/V5__fair_holds.sql defines
+/// it): one statement, one round trip, whatever the number of nights.
 pub async fn book(
     db: &impl GenericClient,
     booking: &NewReservation,
@@ -66,6 +69,9 @@ pub async fn book(
     let stay = &booking.stay;
     let rooms = i32::try_from(stay.rooms)
         .map_err(|_| BookError::Outcome(format!("{} rooms", stay.rooms)))?;
+    let hold_limit = booking
+        .hold_limit
+        .map(|holds| i32::try_from(holds).unwrap_or(i32::MAX));
     let statement = db.prepare_cached(BOOK).await?;
     let result = db
         .query_one(
@@ -80,6 +86,7 @@ pub async fn book(
                 &rooms,
                 &booking.created_at,
                 &booking.hold_expires_at,
+                &hold_limit,
             ],
         )
         .await;
@@ -98,6 +105,7 @@ pub async fn book(
         ))),
         "exists" => Ok(Committed::Exists),
         "sold_out" => Ok(Committed::SoldOut),
+        "hold_limit" => Ok(Committed::HoldLimit),
         other => Err(BookError::Outcome(other.to_owned())),
     }
 }

@@ -77,13 +77,14 @@ pub const HOLDS_EXPIRED: &str = "innkeeper_holds_expired_total";
 /// Every `outcome` of [`RESERVATIONS`]. A client's mistake (an unknown hotel, an invalid
 /// stay) and a store out of reach each have their own, so a dashboard of failures shows
 /// failures, not typos.
-pub const RESERVATION_OUTCOMES: [&str; 10] = [
+pub const RESERVATION_OUTCOMES: [&str; 11] = [
     "created",
     "replayed",
     "sold_out",
     "sold_out_db_recheck",
     "idempotency_conflict",
     "in_progress",
+    "hold_limit",
     "not_found",
     "invalid",
     "unavailable",

@@ -14,7 +14,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-use crate::helpers::{assert_problem, hotel_body, TestApp, JWT_SECRET};
+use crate::helpers::{assert_problem, hotel_body, TestApp, JWT_SECRET, TOKEN_TTL_LIMIT};
 
 /// Every staff-only catalog and inventory route, with a body it would accept.
 fn staff_routes(
@@ -109,15 +109,34 @@ async fn staff_routes_refuse_everyone_but_staff_and_write_nothing() {
     let two_hours_ago = Arc::new(ManualClock::new(
         app.clock.now() - chrono::Duration::hours(2),
     ));
-    let expired = Auth::new(&Secret::new(JWT_SECRET), two_hours_ago)
+    let expired = Auth::new(&Secret::new(JWT_SECRET), two_hours_ago, TOKEN_TTL_LIMIT)
         .issue("staff-1", Role::Staff, Duration::from_secs(60))
         .unwrap();
-    let forged = Auth::new(&Secret::new("not-the-server-secret"), app.clock.clone())
-        .issue("staff-1", Role::Staff, Duration::from_secs(3600))
-        .unwrap();
+    let forged = Auth::new(
+        &Secret::new("not-the-server-secret-of-32-bytes!"),
+        app.clock.clone(),
+        TOKEN_TTL_LIMIT,
+    )
+    .issue("staff-1", Role::Staff, Duration::from_secs(3600))
+    .unwrap();
     let guest = app.guest("guest-1");
     let unsigned = unsigned_token();
+    let now = app.clock.now().timestamp();
+    let sign = |claims: Value| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    // Until the year 3000, and valid only from tomorrow: both refused.
+    let forever = sign(json!({"sub": "staff-1", "role": "staff", "exp": 32_503_680_000_i64}));
+    let not_yet =
+        sign(json!({"sub": "staff-1", "role": "staff", "exp": now + 7200, "nbf": now + 3600}));
     let refusals: Vec<(Option<&str>, u16, &str)> = vec![
+        (Some(&forever), 401, "unauthorized"),
+        (Some(&not_yet), 401, "unauthorized"),
         (None, 401, "unauthorized"),
         (Some("not-a-jwt"), 401, "unauthorized"),
         (Some(&expired), 401, "unauthorized"),

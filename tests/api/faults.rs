@@ -528,3 +528,88 @@ async fn with_redis_down_bookings_go_through_postgres_and_readiness_says_so() {
     );
     assert_consistent(&app, hotel, room_type, 1, &[], &[]).await;
 }
+
+/// With Postgres frozen (SIGSTOP: its own statement timeout cannot fire), every call that
+/// needs it answers 503 `unavailable` within its deadline (the statement timeout, 1 s here,
+/// plus half a second), not whenever the server wakes up; and all is well after the thaw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_postgres_frozen_every_call_answers_503_in_time() {
+    let servers = Servers::start("pg-frozen-reads");
+    let app = servers.app(&During::SomeUnavailable).await;
+    let (hotel, room_type) = app.hotel_with_inventory(1.0, 5, app.night(1), 2).await;
+    let id = Uuid::new_v4();
+    let booking = stay(id, hotel, room_type, app.night(1), app.night(2), 1);
+    assert_eq!(app.reserve("g", &booking).await.0, 201);
+    signal_postgres(&servers, libc::SIGSTOP);
+    let staff = app.staff();
+    let guest = app.guest("g");
+    let calls: Vec<(reqwest::Method, String, &str)> = vec![
+        (
+            reqwest::Method::GET,
+            format!("/v1/reservations/{id}"),
+            &guest,
+        ),
+        (reqwest::Method::GET, "/v1/reservations".into(), &guest),
+        (
+            reqwest::Method::POST,
+            format!("/v1/reservations/{id}/confirm"),
+            &staff,
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/v1/reservations/{id}/cancel"),
+            &guest,
+        ),
+        (reqwest::Method::GET, format!("/v1/hotels/{hotel}"), &staff),
+        (reqwest::Method::GET, "/v1/hotels".into(), &staff),
+        (
+            reqwest::Method::GET,
+            format!(
+                "/v1/hotels/{hotel}/room-types/{room_type}/inventory?from={}&to={}",
+                app.night(1),
+                app.night(2)
+            ),
+            &staff,
+        ),
+    ];
+    for (method, path, token) in calls {
+        // Without a deadline the call would hang until the thaw, which comes after: the
+        // client's own timeout would fail the test.
+        let response = app
+            .http
+            .request(method.clone(), app.url(&path))
+            .bearer_auth(token)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (503, Some("unavailable")),
+            "{method} {path}"
+        );
+    }
+    signal_postgres(&servers, libc::SIGCONT);
+    // After the thaw the reservation is still there and can be confirmed.
+    let mut confirmed = None;
+    for _ in 0..50 {
+        let (status, body) = app
+            .post(
+                &format!("/v1/reservations/{id}/confirm"),
+                &staff,
+                &json!({}),
+            )
+            .await;
+        if status == 200 {
+            confirmed = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        confirmed.expect("confirmed after the thaw")["status"],
+        "confirmed"
+    );
+}

@@ -24,7 +24,10 @@ use innkeeper::inventory::{NightCache, RedisLink};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-pub const JWT_SECRET: &str = "integration-test-secret";
+/// The servers' default `INNKEEPER_MAX_TOKEN_TTL`.
+pub const TOKEN_TTL_LIMIT: Duration = Duration::from_secs(24 * 3600);
+
+pub const JWT_SECRET: &str = "integration-test-secret-32-bytes+";
 
 /// The servers every test of this process shares.
 struct Shared {
@@ -234,6 +237,8 @@ impl TestApp {
         for job in ["RECONCILE", "SWEEP", "ARCHIVE"] {
             vars.insert(format!("INNKEEPER_{job}_INTERVAL_SECS"), "0".into());
         }
+        // Most tests book many stays as one guest; the tests of fair holds set the limit.
+        vars.insert("INNKEEPER_MAX_LIVE_HOLDS".into(), "0".into());
         for (name, value) in &options.env {
             vars.insert((*name).to_owned(), value.clone());
         }
@@ -282,7 +287,7 @@ impl TestApp {
             cache,
             prefix,
             started: options.now.date_naive(),
-            auth: Auth::new(&Secret::new(JWT_SECRET), clock.clone()),
+            auth: Auth::new(&Secret::new(JWT_SECRET), clock.clone(), TOKEN_TTL_LIMIT),
             clock,
         }
     }

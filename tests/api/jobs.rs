@@ -394,7 +394,7 @@ async fn the_reconciler_never_counts_a_committed_deduction_twice() {
     let now = app.clock.now();
     client
         .query(
-            "SELECT * FROM book_stay($1, $2, $3, 'g', $4, $5, 2, $6, $7)",
+            "SELECT * FROM book_stay($1, $2, $3, 'g', $4, $5, 2, $6, $7, NULL)",
             &[
                 &id,
                 &hotel,

@@ -1,6 +1,7 @@
 //! innkeeper's integration tests: one binary that drives the real HTTP API of a real
 //! server against real PostgreSQL and Redis. See `helpers` for how they are started.
 
+mod abuse;
 mod auth;
 mod catalog;
 mod devservices;

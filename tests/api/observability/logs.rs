@@ -123,6 +123,7 @@ async fn every_log_line_of_a_request_names_its_request_id() {
     let auth = Auth::new(
         &Secret::new(JWT_SECRET),
         std::sync::Arc::new(innkeeper::clock::SystemClock),
+        crate::helpers::TOKEN_TTL_LIMIT,
     );
     let token = |role, sub| auth.issue(sub, role, Duration::from_secs(600)).unwrap();
     let staff = token(Role::Staff, "staff-1");

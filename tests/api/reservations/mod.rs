@@ -2,6 +2,7 @@
 //! storms, the lifecycle, a cold cache and the Postgres re-check.
 
 mod contention;
+mod fair_holds;
 mod idempotency;
 mod lifecycle;
 mod recheck;

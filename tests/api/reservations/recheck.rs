@@ -150,6 +150,7 @@ async fn admitted_bookings_of_one_room_type_commit_as_a_group() {
             rooms: 1,
         },
         guest_id: format!("g{guest}"),
+        hold_limit: None,
         created_at: now,
         hold_expires_at: now + chrono::Duration::minutes(15),
     };
@@ -232,7 +233,8 @@ async fn an_unknown_book_stay_outcome_is_an_error_not_sold_out() {
             .batch_execute(
                 "CREATE OR REPLACE FUNCTION book_stay(p_reservation_id uuid, p_hotel_id bigint, \
                  p_room_type_id bigint, p_guest_id text, p_check_in date, p_check_out date, \
-                 p_rooms integer, p_now timestamptz, p_hold_expires_at timestamptz) \
+                 p_rooms integer, p_now timestamptz, p_hold_expires_at timestamptz, \
+                 p_max_holds integer) \
                  RETURNS TABLE (outcome text, total_cents bigint, currency text) \
                  LANGUAGE sql AS $$ SELECT 'waitlisted'::text, 0::bigint, ''::text $$",
             )
