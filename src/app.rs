@@ -154,6 +154,7 @@ impl Application {
             archiver: Archiver::new(db.clone(), clock.clone(), config.archive_retention_days),
         };
         let state = AppState {
+            rate_limits: http::rate_limits(config.rate_limit),
             config: Arc::new(config),
             auth,
             clock,

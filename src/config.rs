@@ -49,6 +49,26 @@ pub enum LogFormat {
     Json,
 }
 
+/// A rate per caller: `per_second` requests a second on average, `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_second: std::num::NonZeroU32,
+    pub burst: std::num::NonZeroU32,
+}
+
+impl std::str::FromStr for RateLimit {
+    type Err = ();
+
+    /// `RATE` or `RATE,BURST` (the burst defaults to the rate).
+    fn from_str(value: &str) -> Result<Self, ()> {
+        let (rate, burst) = value.split_once(',').unwrap_or((value, value));
+        Ok(Self {
+            per_second: rate.trim().parse().map_err(|_| ())?,
+            burst: burst.trim().parse().map_err(|_| ())?,
+        })
+    }
+}
+
 /// Test-only faults, placed where no other tool can reach (`INNKEEPER_FAULT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -100,6 +120,11 @@ pub struct Config {
     /// routes aside); beyond it a request is answered 503 `overloaded` at once. 0 turns
     /// admission control off.
     pub max_in_flight: Option<usize>,
+    /// `INNKEEPER_RATE_LIMIT`, unset by default (no limit): `RATE` or `RATE,BURST`, the
+    /// requests a second each caller (a token's `sub`, or an address without a valid token)
+    /// may make on the guarded routes, and how many at once; past it 429 `rate_limited`.
+    /// Off by default because load tests drive everything through one token.
+    pub rate_limit: Option<RateLimit>,
     /// `INNKEEPER_REQUEST_TIMEOUT_MS`, default 20000: a request not answered by then is
     /// answered 503 `unavailable`. Longer than the slowest booking the commit path allows
     /// (see `check`), so a booking is answered by itself when it can be.
@@ -151,6 +176,7 @@ impl Default for Config {
             max_live_holds: Some(3),
             in_flight_ttl: Duration::from_secs(30),
             max_in_flight: Some(2048),
+            rate_limit: None,
             request_timeout: Duration::from_millis(20_000),
             db_pool_size: 16,
             redis_pool_size: 1,
@@ -229,6 +255,16 @@ impl Config {
                 "INNKEEPER_MAX_IN_FLIGHT",
                 defaults.max_in_flight,
             )?,
+            rate_limit: match get("INNKEEPER_RATE_LIMIT") {
+                None => None,
+                Some(value) => Some(value.parse().map_err(|()| {
+                    invalid(
+                        "INNKEEPER_RATE_LIMIT",
+                        &value,
+                        "RATE or RATE,BURST, whole numbers above 0",
+                    )
+                })?),
+            },
             request_timeout: Duration::from_millis(positive(
                 &get("INNKEEPER_REQUEST_TIMEOUT_MS"),
                 "INNKEEPER_REQUEST_TIMEOUT_MS",
@@ -512,6 +548,20 @@ mod tests {
         assert_eq!(err.variable, "INNKEEPER_HOLD_TTL");
         let err = Config::from_vars(vars(&[("INNKEEPER_INVENTORY_MODE", "memory")])).unwrap_err();
         assert_eq!(err.variable, "INNKEEPER_INVENTORY_MODE");
+    }
+
+    #[test]
+    fn rate_limits_parse() {
+        let config = Config::from_vars(vars(&[("INNKEEPER_RATE_LIMIT", "20,50")])).unwrap();
+        let limit = config.rate_limit.unwrap();
+        assert_eq!((limit.per_second.get(), limit.burst.get()), (20, 50));
+        let config = Config::from_vars(vars(&[("INNKEEPER_RATE_LIMIT", "7")])).unwrap();
+        assert_eq!(config.rate_limit.unwrap().burst.get(), 7);
+        for bad in ["0", "fast", "5,0", "-1"] {
+            let err = Config::from_vars(vars(&[("INNKEEPER_RATE_LIMIT", bad)])).unwrap_err();
+            assert_eq!(err.variable, "INNKEEPER_RATE_LIMIT", "{bad}");
+        }
+        assert_eq!(Config::from_vars(HashMap::new()).unwrap().rate_limit, None);
     }
 
     #[test]

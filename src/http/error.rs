@@ -51,6 +51,9 @@ pub enum ApiError {
     Unavailable(&'static str),
     #[error("the service is at its limit of requests in flight; retry shortly")]
     Overloaded,
+    /// The caller is over its rate; the seconds to wait.
+    #[error("too many requests from this caller; retry in {0} s")]
+    RateLimited(u64),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -104,6 +107,7 @@ impl ApiError {
             Self::IdempotencyConflict => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable(_) | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -124,6 +128,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::Unavailable(_) => "unavailable",
             Self::Overloaded => "overloaded",
+            Self::RateLimited(_) => "rate_limited",
             Self::Internal(_) => "internal",
         }
     }
@@ -144,6 +149,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => "Payload too large",
             Self::Unavailable(_) => "Service unavailable",
             Self::Overloaded => "Overloaded",
+            Self::RateLimited(_) => "Rate limited",
             Self::Internal(_) => "Internal server error",
         }
     }
@@ -217,6 +223,9 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static(RETRY_AFTER_SECONDS),
             );
         }
+        if let Self::RateLimited(seconds) = self {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
 }
@@ -242,6 +251,7 @@ mod tests {
             (ApiError::PayloadTooLarge(1), 413, "payload_too_large"),
             (ApiError::Unavailable("x"), 503, "unavailable"),
             (ApiError::Overloaded, 503, "overloaded"),
+            (ApiError::RateLimited(3), 429, "rate_limited"),
         ];
         for (error, status, code) in cases {
             assert_eq!(error.status_code().as_u16(), status, "{code}");

@@ -10,6 +10,7 @@ mod hotels;
 mod inventory;
 mod ops;
 mod pagination;
+mod rate;
 mod reservations;
 mod room_types;
 mod rooms;
@@ -41,6 +42,7 @@ use crate::config::Config;
 use crate::jobs::Jobs;
 use auth::Auth;
 use error::ApiError;
+pub use rate::{limits as rate_limits, RateLimits};
 pub use server::serve;
 
 /// Largest request body accepted; larger ones are answered 413 `payload_too_large`.
@@ -59,6 +61,8 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     pub health: Arc<Health>,
     pub jobs: Arc<Jobs>,
+    /// `None` when `INNKEEPER_RATE_LIMIT` is unset.
+    pub rate_limits: Option<Arc<RateLimits>>,
 }
 
 #[derive(OpenApi)]
@@ -162,6 +166,12 @@ async fn refusal(error: BoxError) -> ApiError {
 /// (the fallbacks included) the request id, the request's span and its metrics.
 pub fn app(state: AppState) -> Router {
     let (guarded, operations, document) = routes();
+    // Innermost first: a request over its caller's rate is refused before it takes a
+    // place in flight.
+    let guarded = guarded.layer(middleware::from_fn_with_state(
+        state.clone(),
+        rate::limit_rate,
+    ));
     let router = guard(
         guarded,
         state.config.max_in_flight,

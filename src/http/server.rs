@@ -9,12 +9,15 @@
 use std::future::Future;
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
 use axum::Router;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tower::ServiceBuilder;
 
 /// How long a connection may take to send a request's headers, counted from when the
 /// server starts waiting for them (on a kept-alive connection: from its last answer).
@@ -39,8 +42,8 @@ pub async fn serve(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _peer)) => stream,
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
                     Err(error) => {
                         // Out of file descriptors, most often: wait for some to close
                         // rather than spin.
@@ -49,7 +52,14 @@ pub async fn serve(
                         continue;
                     }
                 };
-                let service = TowerToHyperService::new(router.clone());
+                // The peer's address, for the rate limit of callers without a token.
+                let service = ServiceBuilder::new()
+                    .map_request(move |mut request: hyper::Request<Incoming>| {
+                        request.extensions_mut().insert(ConnectInfo(peer));
+                        request
+                    })
+                    .service(router.clone());
+                let service = TowerToHyperService::new(service);
                 let connection = builder.serve_connection(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {

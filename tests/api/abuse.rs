@@ -225,3 +225,58 @@ async fn unfit_request_ids_are_replaced() {
         .unwrap();
     assert_eq!(response.headers()["x-request-id"], "order-42");
 }
+
+/// Past `INNKEEPER_RATE_LIMIT`, a caller gets 429 `rate_limited` with the seconds to wait:
+/// a guest by their token's `sub`, anyone else by their address. Other callers, and the
+/// operations routes, are not held back.
+#[tokio::test]
+async fn callers_past_their_rate_are_told_to_wait() {
+    let app = TestApp::spawn_with(Options {
+        env: vec![("INNKEEPER_RATE_LIMIT", "1,2".into())],
+        ..Options::default()
+    })
+    .await;
+    let ada = app.guest("ada");
+    let mut answers = Vec::new();
+    for _ in 0..6 {
+        answers.push(
+            app.send(reqwest::Method::GET, "/v1/reservations", Some(&ada), None)
+                .await,
+        );
+    }
+    let refused = answers
+        .iter()
+        .find(|(status, _)| *status == 429)
+        .unwrap_or_else(|| panic!("six requests at once passed a burst of two: {answers:?}"));
+    assert_problem(refused, 429, "rate_limited");
+    let response = app
+        .http
+        .get(app.url("/v1/reservations"))
+        .bearer_auth(&ada)
+        .send()
+        .await
+        .unwrap();
+    if response.status() == 429 {
+        let wait: u64 = response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=2).contains(&wait), "{wait}");
+    }
+    let bob = app.guest("bob");
+    assert_eq!(
+        app.send(reqwest::Method::GET, "/v1/reservations", Some(&bob), None)
+            .await
+            .0,
+        200
+    );
+    let mut anonymous = Vec::new();
+    for _ in 0..6 {
+        anonymous.push(app.get("/v1/hotels").await.0);
+    }
+    assert!(anonymous.contains(&429), "{anonymous:?}");
+    for _ in 0..6 {
+        assert_eq!(app.get("/healthz").await.0, 200);
+    }
+}
