@@ -57,7 +57,8 @@ pub struct Stay {
     /// The morning of departure: the stay is the nights `[check_in, check_out)`.
     #[schema(value_type = String, format = Date)]
     pub check_out: NaiveDate,
-    /// Rooms on each night.
+    /// Rooms on each night: 1 to the limit (10 by default) when booking.
+    #[schema(minimum = 1)]
     pub rooms: i64,
 }
 

@@ -26,7 +26,8 @@ pub struct AvailabilityQuery {
     /// The morning of departure.
     #[param(value_type = String, format = Date)]
     check_out: NaiveDate,
-    /// Rooms wanted on each night; default 1.
+    /// Rooms wanted on each night, 1 to the limit (10 by default); default 1.
+    #[param(minimum = 1)]
     rooms: Option<i64>,
 }
 

@@ -25,15 +25,21 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// A hotel to create, or the whole new state of one to replace.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct HotelBody {
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
+    #[schema(min_length = 1, max_length = 500)]
     address: String,
+    #[schema(min_length = 1, max_length = 200)]
     city: String,
+    #[schema(min_length = 1, max_length = 100)]
     country: String,
     /// IANA timezone name; default `UTC`.
     timezone: Option<String>,
     /// ISO 4217 code; default `USD`.
+    #[schema(pattern = "^[A-Z]{3}$")]
     currency: Option<String>,
-    /// From 1.0 to 1.5; default 1.10.
+    /// From 1.0 to 1.5, at most four decimal places; default 1.10.
+    #[schema(minimum = 1.0, maximum = 1.5)]
     overbooking_ratio: Option<f64>,
 }
 
@@ -69,7 +75,9 @@ impl HotelBody {
 #[into_params(parameter_in = Query)]
 pub struct HotelListQuery {
     /// Only hotels in this city (case-insensitive).
+    #[param(max_length = 200)]
     city: Option<String>,
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
     cursor: Option<String>,
 }

@@ -26,8 +26,10 @@ pub struct InventoryBody {
     #[schema(value_type = String, format = Date)]
     to: NaiveDate,
     /// Rooms of this type in the hotel on each night, 0 to 100000.
+    #[schema(minimum = 0, maximum = 100_000)]
     total_inventory: i64,
     /// Nightly rate in the hotel's currency; required for nights that have none yet.
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     rate_cents: Option<i64>,
 }
 

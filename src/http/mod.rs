@@ -10,6 +10,7 @@ mod hotels;
 mod inventory;
 mod ops;
 mod pagination;
+mod problems;
 mod rate;
 mod reservations;
 mod room_types;
@@ -114,7 +115,9 @@ fn routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(reservations::router())
         .merge(admin::router())
         .split_for_parts();
-    let (operations, operations_document) = ops::router().split_for_parts();
+    problems::complete(&mut document, true);
+    let (operations, mut operations_document) = ops::router().split_for_parts();
+    problems::complete(&mut operations_document, false);
     document.merge(operations_document);
     (guarded, operations, document)
 }

@@ -30,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct ReservationListQuery {
     /// Staff only: the reservations of one hotel (all hotels when absent).
     hotel_id: Option<i64>,
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
     cursor: Option<String>,
 }

@@ -25,9 +25,12 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// A room type to create, or the whole new state of one to replace.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RoomTypeBody {
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
+    #[schema(max_length = 2000)]
     description: Option<String>,
     /// Guests one room sleeps, 1 to 100.
+    #[schema(minimum = 1, maximum = 100)]
     max_occupancy: i64,
 }
 

@@ -35,6 +35,7 @@ pub enum RoomNumber {
 pub struct RoomBody {
     room_type_id: i64,
     number: RoomNumber,
+    #[schema(minimum = -100, maximum = 500)]
     floor: Option<i64>,
 }
 
@@ -62,6 +63,7 @@ impl RoomBody {
 pub struct RoomListQuery {
     /// Only rooms of this room type.
     room_type_id: Option<i64>,
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
     cursor: Option<String>,
 }

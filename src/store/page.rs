@@ -48,7 +48,8 @@ impl<K: CursorKey> PageRequest<K> {
                 format!("limit must be from 1 to {MAX_LIMIT}"),
             ));
         }
-        let after = match cursor {
+        // An empty `?cursor=` is no cursor: the first page.
+        let after = match cursor.filter(|cursor| !cursor.is_empty()) {
             None => None,
             Some(cursor) => Some(
                 URL_SAFE_NO_PAD
@@ -119,6 +120,7 @@ mod tests {
         for bad in ["%%%", "bm90IGEgbnVtYmVy"] {
             assert_eq!(parse(None, Some(bad)).unwrap_err().field, "cursor");
         }
+        assert_eq!(parse(None, Some("")).unwrap().after, None);
     }
 
     proptest! {
