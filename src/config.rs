@@ -85,6 +85,10 @@ pub enum Fault {
 pub struct Config {
     /// `INNKEEPER_BIND`, default `127.0.0.1:8080` (`serve --bind` wins).
     pub bind: SocketAddr,
+    /// `INNKEEPER_METRICS_BIND`, unset by default: when set, `/metrics` is served on this
+    /// address alone and no longer on `bind`, for deployments that keep it off the public
+    /// listener.
+    pub metrics_bind: Option<SocketAddr>,
     /// `DATABASE_URL`. Unset together with `REDIS_URL`: the embedded default starts its own.
     pub database_url: Option<Secret>,
     /// `REDIS_URL`. See `database_url`.
@@ -165,6 +169,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_bind: None,
             database_url: None,
             redis_url: None,
             data_dir: PathBuf::from(".innkeeper"),
@@ -217,6 +222,17 @@ impl Config {
         let default_limits = defaults.limits;
         Ok(Self {
             bind: parse_or(&get("INNKEEPER_BIND"), "INNKEEPER_BIND", defaults.bind)?,
+            metrics_bind: get("INNKEEPER_METRICS_BIND")
+                .map(|value| {
+                    value.parse().map_err(|_| {
+                        invalid(
+                            "INNKEEPER_METRICS_BIND",
+                            &value,
+                            "an address such as 127.0.0.1:9100",
+                        )
+                    })
+                })
+                .transpose()?,
             database_url: get("DATABASE_URL").map(Secret::new),
             redis_url: get("REDIS_URL").map(Secret::new),
             data_dir: get("INNKEEPER_DATA_DIR").map_or(defaults.data_dir, PathBuf::from),

@@ -105,7 +105,7 @@ impl Modify for BearerAuth {
 /// The API's routes and their OpenAPI document, before state is attached: the guarded
 /// routes (every one a guest or staff calls), and the operations routes that a load
 /// balancer and Prometheus must reach however loaded the service is.
-fn routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
+fn routes(metrics_apart: bool) -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
     let (guarded, mut document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(hotels::router())
         .merge(room_types::router())
@@ -116,15 +116,25 @@ fn routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(admin::router())
         .split_for_parts();
     problems::complete(&mut document, true);
-    let (operations, mut operations_document) = ops::router().split_for_parts();
+    let (operations, mut operations_document) = ops::router(!metrics_apart).split_for_parts();
     problems::complete(&mut operations_document, false);
     document.merge(operations_document);
     (guarded, operations, document)
 }
 
-/// The OpenAPI document of the routes the server has.
+/// The OpenAPI document of the routes the server has (with `/metrics` on the main
+/// listener).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().2
+    routes(false).2
+}
+
+/// The router of the separate metrics listener (`INNKEEPER_METRICS_BIND`): `/metrics`
+/// alone, for a scraper on a private network.
+pub fn metrics_app(state: AppState) -> Router {
+    let (router, _) = ops::metrics_router().split_for_parts();
+    router
+        .fallback(|| async { ApiError::NotFound("route") })
+        .with_state(state)
 }
 
 /// Admission control and the request deadline, around every guarded route.
@@ -168,7 +178,7 @@ async fn refusal(error: BoxError) -> ApiError {
 /// The complete application: routes, state, limits and fallbacks, and around each route
 /// (the fallbacks included) the request id, the request's span and its metrics.
 pub fn app(state: AppState) -> Router {
-    let (guarded, operations, document) = routes();
+    let (guarded, operations, document) = routes(state.config.metrics_bind.is_some());
     // Innermost first: a request over its caller's rate is refused before it takes a
     // place in flight.
     let guarded = guarded.layer(middleware::from_fn_with_state(

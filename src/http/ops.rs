@@ -14,12 +14,23 @@ use utoipa_axum::routes;
 use super::AppState;
 use crate::config::InventoryMode;
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+/// The operations routes; `/metrics` among them unless it has a listener of its own
+/// (`INNKEEPER_METRICS_BIND`).
+pub fn router(with_metrics: bool) -> OpenApiRouter<AppState> {
+    let router = OpenApiRouter::new()
         .routes(routes!(healthz))
         .routes(routes!(readyz))
-        .routes(routes!(metrics))
-        .routes(routes!(openapi_json))
+        .routes(routes!(openapi_json));
+    if with_metrics {
+        router.routes(routes!(metrics))
+    } else {
+        router
+    }
+}
+
+/// `/metrics` alone, for its own listener.
+pub fn metrics_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(metrics))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

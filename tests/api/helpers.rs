@@ -197,6 +197,8 @@ impl Default for Options {
 /// One running innkeeper with its own database and Redis prefix.
 pub struct TestApp {
     pub base: String,
+    /// Where `/metrics` is served apart (`INNKEEPER_METRICS_BIND`), if it is.
+    pub metrics_base: Option<String>,
     /// The server's state: its jobs, booker and pools, for tests that drive them directly.
     pub state: innkeeper::http::AppState,
     pub http: reqwest::Client,
@@ -273,11 +275,15 @@ impl TestApp {
             .await
             .expect("building the application");
         let address = application.local_addr().expect("a bound address");
+        let metrics_base = application
+            .metrics_addr()
+            .map(|address| format!("http://{address}"));
         let state = application.state().clone();
         tokio::spawn(application.run_until_stopped(std::future::pending()));
         Self {
             state,
             base: format!("http://{address}"),
+            metrics_base,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()

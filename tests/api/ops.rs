@@ -131,3 +131,33 @@ async fn the_repository_contract_lists_exactly_the_routes_served() {
     }
     assert_eq!(documented, served);
 }
+
+/// With `INNKEEPER_METRICS_BIND`, `/metrics` moves to its own listener: the public one
+/// answers 404 for it, and its OpenAPI document no longer lists it.
+#[tokio::test]
+async fn metrics_can_move_to_a_listener_of_their_own() {
+    let app = TestApp::spawn_with(crate::helpers::Options {
+        env: vec![("INNKEEPER_METRICS_BIND", "127.0.0.1:0".into())],
+        ..Default::default()
+    })
+    .await;
+    let private = app.metrics_base.clone().expect("a metrics listener");
+    let scraped = reqwest::get(format!("{private}/metrics")).await.unwrap();
+    assert_eq!(scraped.status(), 200);
+    assert!(scraped
+        .text()
+        .await
+        .unwrap()
+        .contains("innkeeper_reservations_total"));
+    assert_eq!(app.get("/metrics").await.0, 404);
+    let (_, document) = app.get("/openapi.json").await;
+    assert!(document["paths"].get("/metrics").is_none());
+    assert_eq!(
+        reqwest::get(format!("{private}/healthz"))
+            .await
+            .unwrap()
+            .status(),
+        404,
+        "the metrics listener serves /metrics alone"
+    );
+}

@@ -74,14 +74,20 @@ async fn another_guests_reservation_id_gives_nothing_away() {
         let mallory = app.guest("mallory");
         for (method, path) in [
             (reqwest::Method::GET, format!("/v1/reservations/{id}")),
-            (reqwest::Method::POST, format!("/v1/reservations/{id}/cancel")),
+            (
+                reqwest::Method::POST,
+                format!("/v1/reservations/{id}/cancel"),
+            ),
         ] {
             let (status, answer) = app.send(method, &path, Some(&mallory), None).await;
             assert_eq!((status, answer["code"].as_str()), (404, Some("not_found")));
         }
         for night in [app.night(1), app.night(2)] {
             let expected = i64::from(night == app.night(1));
-            assert_eq!(app.reserved_in_postgres(hotel, room_type, night).await, expected);
+            assert_eq!(
+                app.reserved_in_postgres(hotel, room_type, night).await,
+                expected
+            );
             if mode == InventoryMode::Redis {
                 assert_eq!(
                     app.reserved_in_redis(hotel, room_type, night).await,
