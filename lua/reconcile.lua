@@ -15,6 +15,11 @@
 --   past its deadline at the snapshot        -> its transaction had ended before the
 --                                               snapshot, so Postgres' count is the truth:
 --                                               not added, and the entry is removed.
+-- A give-back (a cancel or an expiry ending a stay; its entry's rooms are negative) is
+-- registered before Postgres ends the stay and leaves the hash with its release, so
+-- whether the snapshot saw the ending and whether Redis has had the rooms back cannot
+-- both be known: its nights are deferred whenever it is in S1 or S2 (and not past its
+-- deadline).
 --
 -- KEYS[1..n]  the night hashes of the room type (same hash slot: {hotel_id})
 -- KEYS[n+1]   the hotel's in-flight hash
@@ -43,7 +48,7 @@ end
 
 local function parse(entry)
   local rooms, rt, check_in, check_out, deadline =
-    string.match(entry, '^(%d+)|(%d+)|([%d-]+)|([%d-]+)|(%d+)$')
+    string.match(entry, '^(-?%d+)|(%d+)|([%d-]+)|([%d-]+)|(%d+)$')
   return tonumber(rooms), rt, check_in, check_out, tonumber(deadline)
 end
 
@@ -73,16 +78,16 @@ for k = 1, #current, 2 do
     redis.call('HDEL', inflight_key, id)
   elseif deadline <= snapshot then
     redis.call('HDEL', inflight_key, id)
-  elseif s1[id] == nil then
+  elseif s1[id] == nil or rooms < 0 then
     each_night(rt, check_in, check_out, function(night) night.deferred = true end)
   elseif s1[id].flag == 'u' then
     each_night(rt, check_in, check_out, function(night) night.add = night.add + rooms end)
   end
 end
 for id, known in pairs(s1) do
-  if known.flag == 'u' and not in_s2[id] then
+  if not in_s2[id] then
     local rooms, rt, check_in, check_out, deadline = parse(known.entry)
-    if rooms and deadline > snapshot then
+    if rooms and deadline > snapshot and (known.flag == 'u' or rooms < 0) then
       each_night(rt, check_in, check_out, function(night) night.deferred = true end)
     end
   end

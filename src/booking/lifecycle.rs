@@ -45,7 +45,7 @@ impl Booker {
         caller: &Principal,
     ) -> Result<Reservation, BookingError> {
         let current = self.visible(reservation_id, caller).await?;
-        if let Some(ended) = self.end(reservation_id, Ending::Canceled).await? {
+        if let Some(ended) = self.end(&current, Ending::Canceled).await? {
             return Ok(ended);
         }
         let now = self
@@ -79,7 +79,7 @@ impl Booker {
         match current.status {
             ReservationStatus::Confirmed => Ok(current),
             ReservationStatus::Pending => {
-                self.end(reservation_id, Ending::Expired).await?;
+                self.end(&current, Ending::Expired).await?;
                 Err(BookingError::Conflict(
                     "the reservation's hold has expired".into(),
                 ))
@@ -108,12 +108,23 @@ impl Booker {
     }
 
     /// Ends a live stay in Postgres, then gives its nights back in Redis.
+    ///
+    /// The give-back is registered in Redis first (see `lua/reconcile.lua`), so that a
+    /// reconciler pass meanwhile leaves the stay's nights alone rather than rewriting them
+    /// from a snapshot that may predate the ending or the release.
     async fn end(
         &self,
-        reservation_id: ReservationId,
+        current: &Reservation,
         ending: Ending,
     ) -> Result<Option<Reservation>, BookingError> {
         let now = self.clock.now();
+        if let Some(cache) = &self.cache {
+            let deadline = now.timestamp() + self.in_flight_ttl.as_secs() as i64;
+            if let Err(error) = cache.begin_give_back(&current.stay, deadline).await {
+                tracing::warn!(%error, "could not register a give-back; the reconciler may repair its nights early");
+            }
+        }
+        let reservation_id = current.id();
         let ended = self
             .bounded(async {
                 let db = self.connection().await?;
@@ -121,6 +132,13 @@ impl Booker {
             })
             .await?;
         let Some(ended) = ended else {
+            // Not live after all: nothing to give back. (On an error the entry stays until
+            // its deadline, since Postgres may have ended the stay.)
+            if let Some(cache) = &self.cache {
+                if let Err(error) = cache.abandon_give_back(&current.stay).await {
+                    tracing::warn!(%error, "could not withdraw a give-back; it lapses at its deadline");
+                }
+            }
             return Ok(None);
         };
         self.give_back_for_sure(ended.clone()).await;

@@ -188,7 +188,35 @@ impl NightCache {
         Ok(())
     }
 
-    /// The hotel's in-flight deductions: (reservation id, entry).
+    /// Registers the give-back of a stay that Postgres is about to end (cancel, expiry), in
+    /// the hotel's in-flight hash, until `deadline` (unix seconds): the reconciler then
+    /// leaves its nights alone until the release (which removes the entry) has landed.
+    pub async fn begin_give_back(&self, stay: &Stay, deadline: i64) -> Result<(), CacheError> {
+        let call = self.link.connection().await?;
+        let mut connection = call.manager();
+        let mut command = redis::cmd("HSET");
+        command
+            .arg(self.keys.in_flight(stay.hotel_id))
+            .arg(stay.reservation_id.to_string())
+            .arg(format!("-{}", in_flight_entry(stay, deadline)));
+        call.run(command.query_async::<()>(&mut connection)).await?;
+        Ok(())
+    }
+
+    /// Withdraws a give-back registered by [`begin_give_back`](Self::begin_give_back)
+    /// whose stay Postgres did not end after all.
+    pub async fn abandon_give_back(&self, stay: &Stay) -> Result<(), CacheError> {
+        let call = self.link.connection().await?;
+        let mut connection = call.manager();
+        let mut command = redis::cmd("HDEL");
+        command
+            .arg(self.keys.in_flight(stay.hotel_id))
+            .arg(stay.reservation_id.to_string());
+        call.run(command.query_async::<()>(&mut connection)).await?;
+        Ok(())
+    }
+
+    /// The hotel's in-flight deductions and give-backs: (reservation id, entry).
     pub async fn in_flight(&self, hotel_id: i64) -> Result<Vec<(String, String)>, CacheError> {
         let call = self.link.connection().await?;
         let mut connection = call.manager();

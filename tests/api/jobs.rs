@@ -415,3 +415,58 @@ async fn the_reconciler_never_counts_a_committed_deduction_twice() {
         Some(2)
     );
 }
+
+/// A give-back in flight (a cancel registered in Redis before Postgres ends the stay, as
+/// `Booker::cancel` does) makes the reconciler leave the stay's nights alone: it cannot
+/// tell whether its snapshot predates the ending, nor whether Redis has had the rooms
+/// back. Past the entry's deadline, Postgres is the truth again.
+#[tokio::test]
+async fn the_reconciler_leaves_the_nights_of_a_give_back_in_flight_alone() {
+    let app = TestApp::spawn().await;
+    let (hotel, room_type) = app.hotel_with_inventory(1.0, 5, app.night(1), 1).await;
+    let night = app.night(1);
+    let id = Uuid::new_v4();
+    assert_eq!(
+        app.reserve("g", &stay(id, hotel, room_type, night, app.night(2), 1))
+            .await
+            .0,
+        201
+    );
+    // The booking's own in-flight entry is settled first, so only the give-back is in flight.
+    app.state.jobs.reconciler.run_once().await.unwrap();
+    let cancel = innkeeper::domain::Stay {
+        reservation_id: id.into(),
+        hotel_id: hotel,
+        room_type_id: room_type,
+        check_in: night,
+        check_out: app.night(2),
+        rooms: 1,
+    };
+    app.cache
+        .begin_give_back(&cancel, app.clock.now().timestamp() + 30)
+        .await
+        .unwrap();
+    // Redis has had the room back; Postgres has not ended the stay yet.
+    let mut connection = app.redis.connection().await.unwrap().manager();
+    redis::cmd("HSET")
+        .arg(app.night_key(hotel, room_type, night))
+        .arg("res")
+        .arg(0)
+        .query_async::<()>(&mut connection)
+        .await
+        .unwrap();
+    let report = app.state.jobs.reconciler.run_once().await.unwrap();
+    assert_eq!((report.drifted, report.repaired), (1, 0), "{report:?}");
+    assert_eq!(
+        app.reserved_in_redis(hotel, room_type, night).await,
+        Some(0)
+    );
+
+    app.clock.advance(Duration::seconds(31));
+    let report = app.state.jobs.reconciler.run_once().await.unwrap();
+    assert_eq!((report.drifted, report.repaired), (1, 1), "{report:?}");
+    assert_eq!(
+        app.reserved_in_redis(hotel, room_type, night).await,
+        Some(1)
+    );
+}
