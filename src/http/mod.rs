@@ -179,17 +179,17 @@ async fn refusal(error: BoxError) -> ApiError {
 /// (the fallbacks included) the request id, the request's span and its metrics.
 pub fn app(state: AppState) -> Router {
     let (guarded, operations, document) = routes(state.config.metrics_bind.is_some());
-    // Innermost first: a request over its caller's rate is refused before it takes a
-    // place in flight.
-    let guarded = guarded.layer(middleware::from_fn_with_state(
-        state.clone(),
-        rate::limit_rate,
-    ));
+    // The rate limit goes on last, so it runs first: a request over its caller's rate is
+    // refused before it takes a place in flight.
     let router = guard(
         guarded,
         state.config.max_in_flight,
         state.config.request_timeout,
     )
+    .layer(middleware::from_fn_with_state(
+        state.clone(),
+        rate::limit_rate,
+    ))
     .merge(operations);
     let document = Arc::new(document.to_json().unwrap_or_else(|error| {
         tracing::error!(%error, "the OpenAPI document did not serialise");
