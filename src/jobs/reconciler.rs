@@ -29,7 +29,6 @@
 //! releases in between change Redis and the hash together, which is why the script
 //! compares against the hash as it is when it runs.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -41,7 +40,7 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::domain::BookingLimits;
 use crate::inventory::{KnownDeduction, NightCache, ReconcileCounts};
-use crate::store::inventory;
+use crate::store::{inventory, reservations};
 use crate::telemetry::metrics::{
     RECONCILER_DRIFT, RECONCILER_LAST_SUCCESS, RECONCILER_REPAIRS, RECONCILER_RUNS,
 };
@@ -154,15 +153,7 @@ impl Reconciler {
             .start()
             .await?;
         let nights = inventory::nights_of_hotel(&tx, hotel_id, from, to).await?;
-        let committed: HashSet<String> = tx
-            .query(
-                "SELECT reservation_id::text FROM reservations WHERE reservation_id = ANY($1)",
-                &[&ids],
-            )
-            .await?
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
+        let committed = reservations::stored_among(&tx, &ids).await?;
         tx.commit().await?;
         drop(db);
 

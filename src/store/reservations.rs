@@ -283,3 +283,14 @@ pub async fn list(
     let rows = db.query(&db.prepare_cached(&sql).await?, &params).await?;
     rows.iter().map(from_row).collect()
 }
+
+/// Which of `ids` are stored (committed) reservations, as text: what the reconciler asks
+/// of its snapshot about the deductions it found in flight.
+pub async fn stored_among(
+    db: &impl GenericClient,
+    ids: &[Uuid],
+) -> Result<std::collections::HashSet<String>, tokio_postgres::Error> {
+    let sql = "SELECT reservation_id::text FROM reservations WHERE reservation_id = ANY($1)";
+    let rows = db.query(&db.prepare_cached(sql).await?, &[&ids]).await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
