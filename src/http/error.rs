@@ -35,16 +35,10 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("this method is not allowed on this path")]
     MethodNotAllowed,
-    #[error("not enough rooms are left on at least one night of the stay")]
-    SoldOut,
-    #[error("{0}")]
-    HoldLimit(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("a request with this reservation_id is still being processed; retry shortly")]
-    RequestInProgress,
-    #[error("this reservation_id was already used with a different request body")]
-    IdempotencyConflict,
+    /// A refusal of the booking layer's own (sold out, hold limit, conflict, request in
+    /// progress, idempotency conflict), in that layer's words.
+    #[error(transparent)]
+    Refused(BookingError),
     #[error("the request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
     #[error("{0} is unavailable; retry shortly")]
@@ -101,10 +95,8 @@ impl ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::SoldOut | Self::HoldLimit(_) | Self::Conflict(_) | Self::RequestInProgress => {
-                StatusCode::CONFLICT
-            }
-            Self::IdempotencyConflict => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Refused(BookingError::IdempotencyConflict) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Refused(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable(_) | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -120,11 +112,13 @@ impl ApiError {
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
-            Self::SoldOut => "sold_out",
-            Self::HoldLimit(_) => "hold_limit",
-            Self::Conflict(_) => "conflict",
-            Self::RequestInProgress => "request_in_progress",
-            Self::IdempotencyConflict => "idempotency_conflict",
+            Self::Refused(refusal) => match refusal {
+                BookingError::SoldOut => "sold_out",
+                BookingError::HoldLimit(_) => "hold_limit",
+                BookingError::RequestInProgress => "request_in_progress",
+                BookingError::IdempotencyConflict => "idempotency_conflict",
+                _ => "conflict",
+            },
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::Unavailable(_) => "unavailable",
             Self::Overloaded => "overloaded",
@@ -141,11 +135,13 @@ impl ApiError {
             Self::Forbidden(_) => "Forbidden",
             Self::NotFound(_) => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
-            Self::SoldOut => "Sold out",
-            Self::HoldLimit(_) => "Hold limit reached",
-            Self::Conflict(_) => "Conflict",
-            Self::RequestInProgress => "Request in progress",
-            Self::IdempotencyConflict => "Idempotency conflict",
+            Self::Refused(refusal) => match refusal {
+                BookingError::SoldOut => "Sold out",
+                BookingError::HoldLimit(_) => "Hold limit reached",
+                BookingError::RequestInProgress => "Request in progress",
+                BookingError::IdempotencyConflict => "Idempotency conflict",
+                _ => "Conflict",
+            },
             Self::PayloadTooLarge(_) => "Payload too large",
             Self::Unavailable(_) => "Service unavailable",
             Self::Overloaded => "Overloaded",
@@ -168,14 +164,14 @@ impl From<BookingError> for ApiError {
                 detail: BookingError::Malformed.to_string(),
             },
             BookingError::NotFound(what) => Self::NotFound(what),
-            BookingError::SoldOut => Self::SoldOut,
-            hold_limit @ BookingError::HoldLimit(_) => Self::HoldLimit(hold_limit.to_string()),
-            BookingError::Conflict(detail) => Self::Conflict(detail),
-            BookingError::RequestInProgress => Self::RequestInProgress,
-            BookingError::IdempotencyConflict => Self::IdempotencyConflict,
             BookingError::Unavailable(what) => Self::Unavailable(what),
             BookingError::Overloaded => Self::Overloaded,
             BookingError::Internal(cause) => Self::Internal(cause),
+            refusal @ (BookingError::SoldOut
+            | BookingError::HoldLimit(_)
+            | BookingError::Conflict(_)
+            | BookingError::RequestInProgress
+            | BookingError::IdempotencyConflict) => Self::Refused(refusal),
         }
     }
 }
@@ -216,7 +212,9 @@ impl IntoResponse for ApiError {
         );
         if matches!(
             self,
-            Self::RequestInProgress | Self::Unavailable(_) | Self::Overloaded
+            Self::Refused(BookingError::RequestInProgress)
+                | Self::Unavailable(_)
+                | Self::Overloaded
         ) {
             headers.insert(
                 header::RETRY_AFTER,
@@ -243,11 +241,27 @@ mod tests {
             (ApiError::Unauthorized("x"), 401, "unauthorized"),
             (ApiError::Forbidden("x"), 403, "forbidden"),
             (ApiError::NotFound("hotel"), 404, "not_found"),
-            (ApiError::SoldOut, 409, "sold_out"),
-            (ApiError::HoldLimit("x".into()), 409, "hold_limit"),
-            (ApiError::Conflict("x".into()), 409, "conflict"),
-            (ApiError::RequestInProgress, 409, "request_in_progress"),
-            (ApiError::IdempotencyConflict, 422, "idempotency_conflict"),
+            (ApiError::Refused(BookingError::SoldOut), 409, "sold_out"),
+            (
+                ApiError::Refused(BookingError::HoldLimit(3)),
+                409,
+                "hold_limit",
+            ),
+            (
+                ApiError::Refused(BookingError::Conflict("x".into())),
+                409,
+                "conflict",
+            ),
+            (
+                ApiError::Refused(BookingError::RequestInProgress),
+                409,
+                "request_in_progress",
+            ),
+            (
+                ApiError::Refused(BookingError::IdempotencyConflict),
+                422,
+                "idempotency_conflict",
+            ),
             (ApiError::PayloadTooLarge(1), 413, "payload_too_large"),
             (ApiError::Unavailable("x"), 503, "unavailable"),
             (ApiError::Overloaded, 503, "overloaded"),
@@ -320,7 +334,7 @@ mod tests {
     #[test]
     fn retryable_errors_say_when() {
         for error in [
-            ApiError::RequestInProgress,
+            ApiError::Refused(BookingError::RequestInProgress),
             ApiError::Unavailable("redis"),
             ApiError::Overloaded,
         ] {
