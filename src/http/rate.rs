@@ -11,19 +11,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+use super::auth::{bearer_token, Authenticated};
 use super::error::ApiError;
 use super::AppState;
 use crate::config::RateLimit;
 
 /// Who a request is counted against.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Caller {
+enum Bucket {
     Subject(String),
     Address(IpAddr),
 }
@@ -34,7 +34,7 @@ const FORGET_EVERY: u64 = 10_000;
 
 /// The limiter of one process.
 pub struct RateLimits {
-    limiter: DefaultKeyedRateLimiter<Caller>,
+    limiter: DefaultKeyedRateLimiter<Bucket>,
     clock: DefaultClock,
     checks: AtomicU64,
 }
@@ -50,45 +50,49 @@ impl RateLimits {
         }
     }
 
-    /// `Ok` when `caller` may go ahead; otherwise how many whole seconds to wait.
-    fn check(&self, caller: &Caller) -> Result<(), u64> {
+    /// `Ok` when `bucket`'s caller may go ahead; otherwise how many whole seconds to wait.
+    fn check(&self, bucket: &Bucket) -> Result<(), u64> {
         if self.checks.fetch_add(1, Ordering::Relaxed) % FORGET_EVERY == FORGET_EVERY - 1 {
             self.limiter.retain_recent();
         }
-        self.limiter.check_key(caller).map_err(|not_until| {
+        self.limiter.check_key(bucket).map_err(|not_until| {
             let wait = not_until.wait_time_from(self.clock.now());
             wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
         })
     }
 }
 
-/// Counts the request against its caller, or answers 429 when the caller is over.
-pub async fn limit_rate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Counts the request against its caller, or answers 429 when the caller is over. A caller
+/// it authenticated is handed on to the handler, which then need not verify the token
+/// again.
+pub async fn limit_rate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let Some(limits) = &state.rate_limits else {
         return next.run(request).await;
     };
-    let caller = caller_of(&state, &request);
-    match limits.check(&caller) {
-        Ok(()) => next.run(request).await,
-        Err(seconds) => ApiError::RateLimited(seconds.max(1)).into_response(),
-    }
-}
-
-fn caller_of(state: &AppState, request: &Request) -> Caller {
-    let subject = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .and_then(|token| state.auth.verify(token.trim()).ok());
-    match subject {
-        Some(principal) => Caller::Subject(principal.sub),
-        None => Caller::Address(
+    let principal = bearer_token(request.headers())
+        .ok()
+        .and_then(|token| state.auth.verify(token).ok());
+    let bucket = match &principal {
+        Some(principal) => Bucket::Subject(principal.sub.clone()),
+        None => Bucket::Address(
             request
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
                 .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip()),
         ),
+    };
+    match limits.check(&bucket) {
+        Ok(()) => {
+            if let Some(principal) = principal {
+                request.extensions_mut().insert(Authenticated(principal));
+            }
+            next.run(request).await
+        }
+        Err(seconds) => ApiError::RateLimited(seconds.max(1)).into_response(),
     }
 }
 
@@ -109,13 +113,13 @@ mod tests {
             per_second: NonZeroU32::new(1).unwrap(),
             burst: NonZeroU32::new(2).unwrap(),
         });
-        let ada = Caller::Subject("ada".into());
+        let ada = Bucket::Subject("ada".into());
         assert_eq!(limits.check(&ada), Ok(()));
         assert_eq!(limits.check(&ada), Ok(()));
         assert_eq!(limits.check(&ada), Err(1));
-        assert_eq!(limits.check(&Caller::Subject("bob".into())), Ok(()));
+        assert_eq!(limits.check(&Bucket::Subject("bob".into())), Ok(()));
         assert_eq!(
-            limits.check(&Caller::Address(IpAddr::V4(Ipv4Addr::LOCALHOST))),
+            limits.check(&Bucket::Address(IpAddr::V4(Ipv4Addr::LOCALHOST))),
             Ok(())
         );
     }
