@@ -103,39 +103,32 @@ pub(crate) struct Column<T>(pub T);
 
 type ConversionError = Box<dyn std::error::Error + Sync + Send>;
 
-fn text_column<T, E: Into<ConversionError>>(
-    ty: &Type,
-    raw: &[u8],
-    parse: impl FnOnce(&str) -> Result<T, E>,
-) -> Result<Column<T>, ConversionError> {
-    parse(<&str as FromSql>::from_sql(ty, raw)?)
-        .map(Column)
-        .map_err(Into::into)
+/// A domain type stored as text, parsed by its own rules when read back.
+trait TextColumn: Sized {
+    fn parse_column(text: &str) -> Result<Self, ConversionError>;
 }
 
-impl<'a> FromSql<'a> for Column<HotelTimezone> {
-    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, ConversionError> {
-        text_column(ty, raw, HotelTimezone::parse)
-    }
-
-    fn accepts(ty: &Type) -> bool {
-        <&str as FromSql>::accepts(ty)
+impl TextColumn for HotelTimezone {
+    fn parse_column(text: &str) -> Result<Self, ConversionError> {
+        Ok(HotelTimezone::parse(text)?)
     }
 }
 
-impl<'a> FromSql<'a> for Column<CurrencyCode> {
-    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, ConversionError> {
-        text_column(ty, raw, CurrencyCode::parse)
-    }
-
-    fn accepts(ty: &Type) -> bool {
-        <&str as FromSql>::accepts(ty)
+impl TextColumn for CurrencyCode {
+    fn parse_column(text: &str) -> Result<Self, ConversionError> {
+        Ok(CurrencyCode::parse(text)?)
     }
 }
 
-impl<'a> FromSql<'a> for Column<ReservationStatus> {
+impl TextColumn for ReservationStatus {
+    fn parse_column(text: &str) -> Result<Self, ConversionError> {
+        Ok(text.parse()?)
+    }
+}
+
+impl<'a, T: TextColumn> FromSql<'a> for Column<T> {
     fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, ConversionError> {
-        text_column(ty, raw, str::parse)
+        T::parse_column(<&str as FromSql>::from_sql(ty, raw)?).map(Column)
     }
 
     fn accepts(ty: &Type) -> bool {
