@@ -11,7 +11,6 @@ use axum::Router;
 use rand::distributions::{Alphanumeric, DistString};
 use tokio::net::TcpListener;
 
-use crate::booking::catalog::Catalog;
 use crate::booking::health::Health;
 use crate::booking::Booker;
 use crate::clock::Clock;
@@ -169,7 +168,6 @@ impl Application {
             auth,
             clock,
             metrics,
-            catalog: Arc::new(Catalog::new(&booker)),
             health: Arc::new(Health::new(db, redis)),
             booker: Arc::new(booker),
             jobs: Arc::new(jobs),

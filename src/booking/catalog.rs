@@ -6,17 +6,14 @@
 //! A Redis refresh that fails is logged and left to the reconciler: until then Redis may
 //! turn guests away early or let the Postgres re-check refuse them, never oversell.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{Days, NaiveDate};
 use deadpool_postgres::GenericClient;
 
-use super::directory::HotelDirectory;
-use super::{bounded, Booker, BookingError};
-use crate::clock::Clock;
-use crate::domain::{BookingLimits, InvalidField, InventoryDay, NightRange};
-use crate::inventory::{LoadMode, NightCache};
+use super::{Booker, BookingError};
+use crate::domain::{InvalidField, InventoryDay, NightRange};
+use crate::inventory::LoadMode;
 use crate::store::hotels::{self, Hotel, HotelFields};
 use crate::store::inventory;
 use crate::store::page::{Page, PageRequest};
@@ -27,17 +24,6 @@ use crate::telemetry;
 /// How far ahead a ratio change refreshes Redis: past any booking horizon.
 const RATIO_REFRESH_DAYS: u64 = 3650;
 
-/// The catalog service.
-#[derive(Clone)]
-pub struct Catalog {
-    db: deadpool_postgres::Pool,
-    cache: Option<NightCache>,
-    clock: Arc<dyn Clock>,
-    directory: Arc<HotelDirectory>,
-    limits: BookingLimits,
-    db_deadline: std::time::Duration,
-}
-
 /// What an inventory write sets on every night of its range.
 #[derive(Debug, Clone, Copy)]
 pub struct InventoryChange {
@@ -47,26 +33,9 @@ pub struct InventoryChange {
     pub rate_cents: Option<i64>,
 }
 
-impl Catalog {
-    /// The catalog beside `booker`, sharing its stores and its hotel directory (so a
-    /// change made here is seen at once by this process's bookings).
-    pub fn new(booker: &Booker) -> Self {
-        Self {
-            db: booker.db.clone(),
-            cache: booker.cache.clone(),
-            clock: booker.clock.clone(),
-            directory: booker.directory.clone(),
-            limits: booker.limits,
-            db_deadline: booker.db_deadline,
-        }
-    }
-
-    async fn connection(&self) -> Result<deadpool_postgres::Object, BookingError> {
-        Ok(self.db.get().await?)
-    }
-
+impl Booker {
     pub async fn create_hotel(&self, fields: &HotelFields) -> Result<Hotel, BookingError> {
-        bounded(self.db_deadline, async {
+        self.bounded(async {
             let db = self.connection().await?;
             let hotel = hotels::insert(&db, fields, self.clock.now()).await?;
             // This id may have been asked for, and remembered as missing, just before.
@@ -82,7 +51,7 @@ impl Catalog {
         city: Option<&str>,
         page: &PageRequest<i64>,
     ) -> Result<Page<Hotel>, BookingError> {
-        bounded(self.db_deadline, async {
+        self.bounded(async {
             let db = self.connection().await?;
             let rows = hotels::list(&db, city, page).await?;
             Ok(Page::from_rows(rows, page, |hotel| hotel.id))
@@ -91,7 +60,7 @@ impl Catalog {
     }
 
     pub async fn hotel(&self, hotel_id: i64) -> Result<Hotel, BookingError> {
-        bounded(self.db_deadline, async {
+        self.bounded(async {
             let db = self.connection().await?;
             require_hotel(&db, hotel_id).await
         })
@@ -108,21 +77,22 @@ impl Catalog {
     ) -> Result<Hotel, BookingError> {
         let now = self.clock.now();
         let today = fields.timezone.today(now);
-        let (hotel, ratio_changed) = bounded(self.db_deadline, async {
-            let mut db = self.connection().await?;
-            let tx = db.transaction().await?;
-            let before = hotels::get_for_update(&tx, hotel_id)
-                .await?
-                .ok_or(BookingError::NotFound("hotel"))?;
-            let hotel = hotels::update(&tx, hotel_id, fields, now).await?;
-            let ratio_changed = before.overbooking_ratio != hotel.overbooking_ratio;
-            if ratio_changed {
-                inventory::apply_ratio(&tx, hotel_id, fields.overbooking_ratio, today).await?;
-            }
-            tx.commit().await?;
-            Ok((hotel, ratio_changed))
-        })
-        .await?;
+        let (hotel, ratio_changed) = self
+            .bounded(async {
+                let mut db = self.connection().await?;
+                let tx = db.transaction().await?;
+                let before = hotels::get_for_update(&tx, hotel_id)
+                    .await?
+                    .ok_or(BookingError::NotFound("hotel"))?;
+                let hotel = hotels::update(&tx, hotel_id, fields, now).await?;
+                let ratio_changed = before.overbooking_ratio != hotel.overbooking_ratio;
+                if ratio_changed {
+                    inventory::apply_ratio(&tx, hotel_id, fields.overbooking_ratio, today).await?;
+                }
+                tx.commit().await?;
+                Ok((hotel, ratio_changed))
+            })
+            .await?;
         self.directory.forget(hotel_id);
         if ratio_changed {
             self.refresh_capacities(hotel_id, today).await;
@@ -155,7 +125,7 @@ impl Catalog {
     /// Deletes a hotel with its room types, rooms and inventory, unless guests with
     /// pending or confirmed stays are still to come (409).
     pub async fn delete_hotel(&self, hotel_id: i64) -> Result<(), BookingError> {
-        bounded(self.db_deadline, async {
+        self.bounded(async {
             let now = self.clock.now();
             let mut db = self.connection().await?;
             let tx = db.transaction().await?;
@@ -184,7 +154,7 @@ impl Catalog {
         hotel_id: i64,
         fields: &RoomTypeFields,
     ) -> Result<RoomType, BookingError> {
-        bounded(self.db_deadline, async {
+        self.bounded(async {
             let db = self.connection().await?;
             require_hotel(&db, hotel_id).await?;
             let room_type = room_types::insert(&db, hotel_id, fields, self.clock.now()).await?;
@@ -199,7 +169,7 @@ impl Catalog {
         hotel_id: i64,
         page: &PageRequest<i64>,
     ) -> Result<Page<RoomType>, BookingError> {
-        bounded(self.db_deadline, async {
+        self.bounded(async {
             let db = self.connection().await?;
             require_hotel(&db, hotel_id).await?;
             let rows = room_types::list(&db, hotel_id, page).await?;
@@ -213,7 +183,7 @@ impl Catalog {
         hotel_id: i64,
         room_type_id: i64,
     ) -> Result<RoomType, BookingError> {
-        bounded(self.db_deadline, async {
+        self.bounded(async {
             let db = self.connection().await?;
             require_room_type(&db, hotel_id, room_type_id).await
         })
@@ -226,7 +196,7 @@ impl Catalog {
         room_type_id: i64,
         fields: &RoomTypeFields,
     ) -> Result<RoomType, BookingError> {
-        bounded(self.db_deadline, async {
+        self.bounded(async {
             let db = self.connection().await?;
             let replaced =
                 room_types::update(&db, hotel_id, room_type_id, fields, self.clock.now())
@@ -246,7 +216,7 @@ impl Catalog {
         hotel_id: i64,
         room_type_id: i64,
     ) -> Result<(), BookingError> {
-        bounded(self.db_deadline, async {
+        self.bounded(async {
             let now = self.clock.now();
             let mut db = self.connection().await?;
             let tx = db.transaction().await?;
@@ -276,7 +246,7 @@ impl Catalog {
         hotel_id: i64,
         fields: &RoomFields,
     ) -> Result<Room, BookingError> {
-        bounded(self.db_deadline, async {
+        self.bounded(async {
             let db = self.connection().await?;
             require_room_type(&db, hotel_id, fields.room_type_id).await?;
             Ok(rooms::insert(&db, hotel_id, fields, self.clock.now()).await?)
@@ -290,7 +260,7 @@ impl Catalog {
         room_type_id: Option<i64>,
         page: &PageRequest<i64>,
     ) -> Result<Page<Room>, BookingError> {
-        bounded(self.db_deadline, async {
+        self.bounded(async {
             let db = self.connection().await?;
             require_hotel(&db, hotel_id).await?;
             let rows = rooms::list(&db, hotel_id, room_type_id, page).await?;
@@ -300,7 +270,7 @@ impl Catalog {
     }
 
     pub async fn room(&self, hotel_id: i64, room_id: i64) -> Result<Room, BookingError> {
-        bounded(self.db_deadline, async {
+        self.bounded(async {
             let db = self.connection().await?;
             rooms::get(&db, hotel_id, room_id)
                 .await?
@@ -315,7 +285,7 @@ impl Catalog {
         room_id: i64,
         fields: &RoomFields,
     ) -> Result<Room, BookingError> {
-        bounded(self.db_deadline, async {
+        self.bounded(async {
             let db = self.connection().await?;
             if rooms::get(&db, hotel_id, room_id).await?.is_none() {
                 return Err(BookingError::NotFound("room"));
@@ -329,7 +299,7 @@ impl Catalog {
     }
 
     pub async fn delete_room(&self, hotel_id: i64, room_id: i64) -> Result<(), BookingError> {
-        bounded(self.db_deadline, async {
+        self.bounded(async {
             let db = self.connection().await?;
             if rooms::delete(&db, hotel_id, room_id).await? {
                 Ok(())
@@ -349,32 +319,33 @@ impl Catalog {
         room_type_id: i64,
         change: InventoryChange,
     ) -> Result<Vec<InventoryDay>, BookingError> {
-        let written = bounded(self.db_deadline, async {
-            let mut db = self.connection().await?;
-            let started = Instant::now();
-            let tx = db.transaction().await?;
-            // The share lock keeps the ratio from changing until the capacities below are
-            // written.
-            let hotel = hotels::get_for_share(&tx, hotel_id)
-                .await?
-                .ok_or(BookingError::NotFound("hotel"))?;
-            require_room_type(&tx, hotel_id, room_type_id).await?;
-            self.check_sellable(change.nights, hotel.timezone.today(self.clock.now()))?;
-            let written = inventory::put_nights(
-                &tx,
-                hotel_id,
-                room_type_id,
-                change.nights,
-                change.total_inventory,
-                change.rate_cents,
-                hotel.overbooking_ratio,
-            )
+        let written = self
+            .bounded(async {
+                let mut db = self.connection().await?;
+                let started = Instant::now();
+                let tx = db.transaction().await?;
+                // The share lock keeps the ratio from changing until the capacities below are
+                // written.
+                let hotel = hotels::get_for_share(&tx, hotel_id)
+                    .await?
+                    .ok_or(BookingError::NotFound("hotel"))?;
+                require_room_type(&tx, hotel_id, room_type_id).await?;
+                self.check_sellable(change.nights, hotel.timezone.today(self.clock.now()))?;
+                let written = inventory::put_nights(
+                    &tx,
+                    hotel_id,
+                    room_type_id,
+                    change.nights,
+                    change.total_inventory,
+                    change.rate_cents,
+                    hotel.overbooking_ratio,
+                )
+                .await?;
+                tx.commit().await?;
+                telemetry::observe_transaction("put_inventory", started);
+                Ok(written)
+            })
             .await?;
-            tx.commit().await?;
-            telemetry::observe_transaction("put_inventory", started);
-            Ok(written)
-        })
-        .await?;
         if let Some(cache) = &self.cache {
             // Redis keeps its own count of reserved rooms (it may include bookings still
             // in flight), so only capacity and rate are overwritten there.
@@ -422,7 +393,7 @@ impl Catalog {
         room_type_id: i64,
         nights: NightRange,
     ) -> Result<Vec<InventoryDay>, BookingError> {
-        bounded(self.db_deadline, async {
+        self.bounded(async {
             let db = self.connection().await?;
             require_room_type(&db, hotel_id, room_type_id).await?;
             let stored =

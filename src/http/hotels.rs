@@ -98,7 +98,7 @@ async fn create_hotel(
     _staff: Staff,
     Json(body): Json<HotelBody>,
 ) -> Result<(StatusCode, axum::Json<Hotel>), ApiError> {
-    let hotel = state.catalog.create_hotel(&body.parse()?).await?;
+    let hotel = state.booker.create_hotel(&body.parse()?).await?;
     Ok((StatusCode::CREATED, axum::Json(hotel)))
 }
 
@@ -123,7 +123,7 @@ async fn list_hotels(
         .as_deref()
         .map(|city| plain_text("city", city, 200))
         .transpose()?;
-    let hotels = state.catalog.hotels(city, &page).await?;
+    let hotels = state.booker.hotels(city, &page).await?;
     Ok(axum::Json(hotels))
 }
 
@@ -137,7 +137,7 @@ async fn get_hotel(
     State(state): State<AppState>,
     Path(hotel_id): Path<i64>,
 ) -> Result<axum::Json<Hotel>, ApiError> {
-    Ok(axum::Json(state.catalog.hotel(hotel_id).await?))
+    Ok(axum::Json(state.booker.hotel(hotel_id).await?))
 }
 
 /// Replaces a hotel. A new overbooking ratio applies to every night from the hotel's today
@@ -162,10 +162,7 @@ async fn replace_hotel(
     Path(hotel_id): Path<i64>,
     Json(body): Json<HotelBody>,
 ) -> Result<axum::Json<Hotel>, ApiError> {
-    let hotel = state
-        .catalog
-        .replace_hotel(hotel_id, &body.parse()?)
-        .await?;
+    let hotel = state.booker.replace_hotel(hotel_id, &body.parse()?).await?;
     Ok(axum::Json(hotel))
 }
 
@@ -186,6 +183,6 @@ async fn delete_hotel(
     _staff: Staff,
     Path(hotel_id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
-    state.catalog.delete_hotel(hotel_id).await?;
+    state.booker.delete_hotel(hotel_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

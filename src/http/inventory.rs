@@ -75,7 +75,7 @@ async fn put_inventory(
         }
     }
     let days = state
-        .catalog
+        .booker
         .put_inventory(
             hotel_id,
             room_type_id,
@@ -109,7 +109,7 @@ async fn get_inventory(
 ) -> Result<axum::Json<Vec<InventoryDay>>, ApiError> {
     let nights = NightRange::parse(query.from, query.to, "from", "to")?;
     let days = state
-        .catalog
+        .booker
         .inventory(hotel_id, room_type_id, nights)
         .await?;
     Ok(axum::Json(days))

@@ -35,7 +35,6 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::booking::catalog::Catalog;
 use crate::booking::health::Health;
 use crate::booking::Booker;
 use crate::clock::Clock;
@@ -59,7 +58,6 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub metrics: PrometheusHandle,
     pub booker: Arc<Booker>,
-    pub catalog: Arc<Catalog>,
     pub health: Arc<Health>,
     pub jobs: Arc<Jobs>,
     /// `None` when `INNKEEPER_RATE_LIMIT` is unset.

@@ -70,7 +70,7 @@ async fn create_room_type(
     Json(body): Json<RoomTypeBody>,
 ) -> Result<(StatusCode, axum::Json<RoomType>), ApiError> {
     let room_type = state
-        .catalog
+        .booker
         .create_room_type(hotel_id, &body.parse()?)
         .await?;
     Ok((StatusCode::CREATED, axum::Json(room_type)))
@@ -89,7 +89,7 @@ async fn list_room_types(
     Query(query): Query<PageQuery>,
 ) -> Result<axum::Json<Page<RoomType>>, ApiError> {
     let page = query.parse::<i64>()?;
-    Ok(axum::Json(state.catalog.room_types(hotel_id, &page).await?))
+    Ok(axum::Json(state.booker.room_types(hotel_id, &page).await?))
 }
 
 #[utoipa::path(get, path = "/v1/hotels/{hotel_id}/room-types/{room_type_id}", tag = "catalog",
@@ -102,7 +102,7 @@ async fn get_room_type(
     State(state): State<AppState>,
     Path((hotel_id, room_type_id)): Path<(i64, i64)>,
 ) -> Result<axum::Json<RoomType>, ApiError> {
-    let room_type = state.catalog.room_type(hotel_id, room_type_id).await?;
+    let room_type = state.booker.room_type(hotel_id, room_type_id).await?;
     Ok(axum::Json(room_type))
 }
 
@@ -125,7 +125,7 @@ async fn replace_room_type(
     Json(body): Json<RoomTypeBody>,
 ) -> Result<axum::Json<RoomType>, ApiError> {
     let replaced = state
-        .catalog
+        .booker
         .replace_room_type(hotel_id, room_type_id, &body.parse()?)
         .await?;
     Ok(axum::Json(replaced))
@@ -149,7 +149,7 @@ async fn delete_room_type(
     Path((hotel_id, room_type_id)): Path<(i64, i64)>,
 ) -> Result<StatusCode, ApiError> {
     state
-        .catalog
+        .booker
         .delete_room_type(hotel_id, room_type_id)
         .await?;
     Ok(StatusCode::NO_CONTENT)

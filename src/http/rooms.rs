@@ -87,7 +87,7 @@ async fn create_room(
     Path(hotel_id): Path<i64>,
     Json(body): Json<RoomBody>,
 ) -> Result<(StatusCode, axum::Json<Room>), ApiError> {
-    let room = state.catalog.create_room(hotel_id, &body.parse()?).await?;
+    let room = state.booker.create_room(hotel_id, &body.parse()?).await?;
     Ok((StatusCode::CREATED, axum::Json(room)))
 }
 
@@ -109,7 +109,7 @@ async fn list_rooms(
     }
     .parse::<i64>()?;
     let rooms = state
-        .catalog
+        .booker
         .rooms(hotel_id, query.room_type_id, &page)
         .await?;
     Ok(axum::Json(rooms))
@@ -125,7 +125,7 @@ async fn get_room(
     State(state): State<AppState>,
     Path((hotel_id, room_id)): Path<(i64, i64)>,
 ) -> Result<axum::Json<Room>, ApiError> {
-    Ok(axum::Json(state.catalog.room(hotel_id, room_id).await?))
+    Ok(axum::Json(state.booker.room(hotel_id, room_id).await?))
 }
 
 #[utoipa::path(put, path = "/v1/hotels/{hotel_id}/rooms/{room_id}", tag = "catalog",
@@ -148,7 +148,7 @@ async fn replace_room(
     Json(body): Json<RoomBody>,
 ) -> Result<axum::Json<Room>, ApiError> {
     let room = state
-        .catalog
+        .booker
         .replace_room(hotel_id, room_id, &body.parse()?)
         .await?;
     Ok(axum::Json(room))
@@ -168,6 +168,6 @@ async fn delete_room(
     _staff: Staff,
     Path((hotel_id, room_id)): Path<(i64, i64)>,
 ) -> Result<StatusCode, ApiError> {
-    state.catalog.delete_room(hotel_id, room_id).await?;
+    state.booker.delete_room(hotel_id, room_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
