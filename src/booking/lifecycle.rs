@@ -1,11 +1,15 @@
 //! A reservation after it is booked: read, confirmed, canceled or expired. Postgres
 //! decides each change in one statement; an ending then gives the nights back in Redis.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
+use futures::future::join_all;
+use uuid::Uuid;
 
 use super::flow::count_compensation;
 use super::{Booker, BookingError};
-use crate::domain::{Ending, Principal, Reservation, ReservationId, ReservationStatus};
+use crate::domain::{Ending, Principal, Reservation, ReservationId, ReservationStatus, Stay};
 use crate::store::page::{Page, PageRequest};
 use crate::store::reservations::{self, ListKey, Owner};
 
@@ -90,20 +94,41 @@ impl Booker {
         }
     }
 
-    /// Expires up to `batch` holds that ran out before `now` and gives their nights back;
-    /// returns how many it expired. Each expires exactly once, even with several
-    /// processes sweeping (see `expire_holds()` in migrations/V3__jobs.sql).
-    pub async fn expire_due(&self, now: DateTime<Utc>, batch: i32) -> Result<usize, BookingError> {
+    /// Expires up to `batch` holds that ran out at or before `now` and gives their nights
+    /// back; returns how many it expired. Each expires exactly once, even with several
+    /// processes sweeping (see `expire_holds()` in migrations/V6__expire_chosen_holds.sql).
+    ///
+    /// Like a cancel, each give-back is registered in Redis before Postgres ends the stay
+    /// (see [`end`](Self::end)); holds another sweeper or a confirm took meanwhile have
+    /// theirs withdrawn.
+    pub async fn expire_due(&self, now: DateTime<Utc>, batch: u16) -> Result<usize, BookingError> {
+        let due = self
+            .bounded(async {
+                let db = self.connection().await?;
+                Ok(reservations::due_holds(&db, now, i64::from(batch)).await?)
+            })
+            .await?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        join_all(due.iter().map(|hold| self.begin_give_back(&hold.stay))).await;
+        let ids: Vec<Uuid> = due.iter().map(|hold| hold.id().as_uuid()).collect();
         let expired = self
             .bounded(async {
                 let db = self.connection().await?;
-                Ok(reservations::expire_holds(&db, now, batch).await?)
+                Ok(reservations::expire_holds(&db, now, &ids).await?)
             })
             .await?;
+        let taken: HashSet<ReservationId> = expired.iter().map(Reservation::id).collect();
+        let elsewhere = due.iter().filter(|hold| !taken.contains(&hold.id()));
+        join_all(elsewhere.map(|hold| self.abandon_give_back(&hold.stay))).await;
         let count = expired.len();
-        for ended in expired {
-            self.give_back_for_sure(ended).await;
-        }
+        join_all(
+            expired
+                .into_iter()
+                .map(|ended| self.give_back_for_sure(ended)),
+        )
+        .await;
         Ok(count)
     }
 
@@ -118,12 +143,7 @@ impl Booker {
         ending: Ending,
     ) -> Result<Option<Reservation>, BookingError> {
         let now = self.clock.now();
-        if let Some(cache) = &self.cache {
-            let deadline = now.timestamp() + self.in_flight_ttl.as_secs() as i64;
-            if let Err(error) = cache.begin_give_back(&current.stay, deadline).await {
-                tracing::warn!(%error, "could not register a give-back; the reconciler may repair its nights early");
-            }
-        }
+        self.begin_give_back(&current.stay).await;
         let reservation_id = current.id();
         let ended = self
             .bounded(async {
@@ -134,15 +154,32 @@ impl Booker {
         let Some(ended) = ended else {
             // Not live after all: nothing to give back. (On an error the entry stays until
             // its deadline, since Postgres may have ended the stay.)
-            if let Some(cache) = &self.cache {
-                if let Err(error) = cache.abandon_give_back(&current.stay).await {
-                    tracing::warn!(%error, "could not withdraw a give-back; it lapses at its deadline");
-                }
-            }
+            self.abandon_give_back(&current.stay).await;
             return Ok(None);
         };
         self.give_back_for_sure(ended.clone()).await;
         Ok(Some(ended))
+    }
+
+    /// Registers in Redis the give-back of a stay Postgres is about to end, until the
+    /// in-flight deadline. A failure is logged: the reconciler may then repair the stay's
+    /// nights a pass early, off by its rooms until the next pass, never past capacity.
+    async fn begin_give_back(&self, stay: &Stay) {
+        if let Some(cache) = &self.cache {
+            let deadline = self.clock.now().timestamp() + self.in_flight_ttl.as_secs() as i64;
+            if let Err(error) = cache.begin_give_back(stay, deadline).await {
+                tracing::warn!(%error, "could not register a give-back; the reconciler may repair its nights early");
+            }
+        }
+    }
+
+    /// Withdraws a registered give-back whose stay Postgres did not end after all.
+    async fn abandon_give_back(&self, stay: &Stay) {
+        if let Some(cache) = &self.cache {
+            if let Err(error) = cache.abandon_give_back(stay).await {
+                tracing::warn!(%error, "could not withdraw a give-back; it lapses at its deadline");
+            }
+        }
     }
 
     /// The give-back after Postgres ended a stay, in a task of its own: a client that

@@ -17,13 +17,14 @@
 //!    transaction that had ended before the snapshot (commits are bounded well inside the
 //!    deadline), so Postgres' count already tells the truth about it.
 //!
-//! A cancel (or a confirm that finds the hold expired) registers its give-back in the same
-//! hash before Postgres ends the stay, with negative rooms, and the release removes it:
-//! while it is there (in step 1's read or at step 3) the stay's nights wait for the next
-//! pass, since neither the snapshot's view of the ending nor Redis' of the release can be
-//! told. The hold sweeper's expiries are not registered (their ids are known only once
-//! Postgres has expired them); a pass that interleaves with one can leave its nights off by
-//! the stay's rooms until the next pass, in either direction, never past capacity.
+//! Every ending registers its give-back in the same hash before Postgres ends the stay,
+//! with negative rooms, and the release removes it: a cancel, a confirm that finds the
+//! hold expired, and the hold sweeper, which reads the due holds and registers them before
+//! it expires exactly those. While an entry is there (in step 1's read or at step 3) the
+//! stay's nights wait for the next pass, since neither the snapshot's view of the ending
+//! nor Redis' of the release can be told. A registration that fails (Redis down) is
+//! logged; its nights may then be off by the stay's rooms until the next pass, in either
+//! direction, never past capacity.
 //!
 //! The snapshot and the script are minutes apart at most; deductions, commits and
 //! releases in between change Redis and the hash together, which is why the script

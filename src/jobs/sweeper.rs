@@ -1,11 +1,12 @@
 //! The hold sweeper: pending reservations past `hold_expires_at` become `expired` and give
 //! their nights back, in Postgres and then Redis.
 //!
-//! `expire_holds()` (migrations/V3__jobs.sql) takes due rows with `FOR UPDATE SKIP LOCKED`
-//! and only ever changes `pending` rows, so each hold expires exactly once even when
-//! several innkeeper processes sweep at the same time, and a confirm racing the expiry
-//! either confirms first (the sweeper then finds the row no longer pending) or finds it
-//! expired (and answers 409).
+//! `expire_holds()` (migrations/V6__expire_chosen_holds.sql) takes the due rows it was given
+//! with `FOR UPDATE SKIP LOCKED` and only ever changes `pending` rows, so each hold expires
+//! exactly once even when several innkeeper processes sweep at the same time, and a
+//! confirm racing the expiry either confirms first (the sweeper then finds the row no
+//! longer pending) or finds it expired (and answers 409). Each expiry's give-back is
+//! registered in Redis first, as a cancel's is, so the reconciler sees it.
 
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use crate::clock::Clock;
 use crate::telemetry::metrics::HOLDS_EXPIRED;
 
 /// Holds expired per statement; the sweep repeats until a batch comes back short.
-const BATCH: i32 = 200;
+const BATCH: u16 = 200;
 
 #[derive(Clone)]
 pub struct Sweeper {
@@ -34,7 +35,7 @@ impl Sweeper {
             let batch = self.booker.expire_due(self.clock.now(), BATCH).await?;
             expired += batch as u64;
             metrics::counter!(HOLDS_EXPIRED).increment(batch as u64);
-            if batch < BATCH as usize {
+            if batch < usize::from(BATCH) {
                 return Ok(expired);
             }
         }

@@ -174,17 +174,34 @@ pub async fn end_stay(
     row.as_ref().map(from_row).transpose()
 }
 
-/// Expires up to `batch` pending reservations whose hold ran out before `now`, giving
-/// their nights back (`expire_holds()`, migrations/V3__jobs.sql), and returns them.
+/// Up to `batch` pending reservations whose hold ran out at or before `now`, the oldest
+/// first: what the sweeper registers in Redis before it expires them.
+pub async fn due_holds(
+    db: &impl GenericClient,
+    now: DateTime<Utc>,
+    batch: i64,
+) -> Result<Vec<Reservation>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM reservations WHERE status = 'pending' AND hold_expires_at <= $1 \
+         ORDER BY hold_expires_at LIMIT $2"
+    );
+    let rows = db
+        .query(&db.prepare_cached(&sql).await?, &[&now, &batch])
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Expires those of `holds` that are still pending and due at `now`, giving their nights
+/// back (`expire_holds()`, migrations/V6__expire_chosen_holds.sql), and returns them.
 pub async fn expire_holds(
     db: &impl GenericClient,
     now: DateTime<Utc>,
-    batch: i32,
+    holds: &[Uuid],
 ) -> Result<Vec<Reservation>, tokio_postgres::Error> {
     let started = Instant::now();
     let sql = format!("SELECT {COLUMNS} FROM expire_holds($1, $2)");
     let rows = db
-        .query(&db.prepare_cached(&sql).await?, &[&now, &batch])
+        .query(&db.prepare_cached(&sql).await?, &[&now, &holds])
         .await?;
     telemetry::observe_transaction("expire_holds", started);
     rows.iter().map(from_row).collect()

@@ -459,6 +459,15 @@ impl TestApp {
         i64::from(row.get::<_, i32>(0))
     }
 
+    /// A direct connection to the test's Redis, for looking behind innkeeper's back.
+    pub async fn redis_connection(&self) -> redis::aio::ConnectionManager {
+        self.redis
+            .connection()
+            .await
+            .expect("a Redis connection")
+            .manager()
+    }
+
     /// Redis' `res` of one night, `None` when Redis does not hold the night.
     pub async fn reserved_in_redis(
         &self,
@@ -466,18 +475,32 @@ impl TestApp {
         room_type: i64,
         night: NaiveDate,
     ) -> Option<i64> {
-        let mut connection = self
-            .redis
-            .connection()
-            .await
-            .expect("a Redis connection")
-            .manager();
+        let mut connection = self.redis_connection().await;
         redis::cmd("HGET")
             .arg(self.night_key(hotel, room_type, night))
             .arg("res")
             .query_async::<Option<i64>>(&mut connection)
             .await
             .expect("HGET")
+    }
+
+    /// Sets Redis' `res` of one night behind innkeeper's back: drift for the reconciler
+    /// or the re-check to find.
+    pub async fn set_reserved_in_redis(
+        &self,
+        hotel: i64,
+        room_type: i64,
+        night: NaiveDate,
+        reserved: i64,
+    ) {
+        let mut connection = self.redis_connection().await;
+        redis::cmd("HSET")
+            .arg(self.night_key(hotel, room_type, night))
+            .arg("res")
+            .arg(reserved)
+            .query_async::<()>(&mut connection)
+            .await
+            .expect("HSET");
     }
 
     pub fn night_key(&self, hotel: i64, room_type: i64, night: NaiveDate) -> String {

@@ -271,20 +271,10 @@ async fn the_reconciler_repairs_redis_in_both_directions() {
     let mut connection = app.redis.connection().await.unwrap().manager();
     // Night 1 lost its deductions (as after a restart), night 2 kept one that never
     // committed, night 3 vanished.
-    redis::cmd("HSET")
-        .arg(app.night_key(hotel, room_type, app.night(1)))
-        .arg("res")
-        .arg(0)
-        .query_async::<()>(&mut connection)
-        .await
-        .unwrap();
-    redis::cmd("HSET")
-        .arg(app.night_key(hotel, room_type, app.night(2)))
-        .arg("res")
-        .arg(4)
-        .query_async::<()>(&mut connection)
-        .await
-        .unwrap();
+    app.set_reserved_in_redis(hotel, room_type, app.night(1), 0)
+        .await;
+    app.set_reserved_in_redis(hotel, room_type, app.night(2), 4)
+        .await;
     redis::cmd("DEL")
         .arg(app.night_key(hotel, room_type, app.night(3)))
         .query_async::<()>(&mut connection)
@@ -416,6 +406,76 @@ async fn the_reconciler_never_counts_a_committed_deduction_twice() {
     );
 }
 
+/// The sweeper registers each expiry's give-back in Redis before Postgres ends the stay,
+/// as a cancel does, so a reconciler pass meanwhile leaves the stay's nights alone; the
+/// release removes the entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_expiry_is_registered_as_a_give_back_before_postgres_ends_the_stay() {
+    let app = TestApp::spawn().await;
+    let night = app.night(1);
+    let (hotel, room_type) = app.hotel_with_inventory(1.0, 5, night, 1).await;
+    let id = Uuid::new_v4();
+    assert_eq!(
+        app.reserve("g", &stay(id, hotel, room_type, night, app.night(2), 2))
+            .await
+            .0,
+        201
+    );
+    app.clock.advance(Duration::seconds(900));
+    // Holding the night's inventory row stops the expiry inside its transaction.
+    let mut blocker = app.db.get().await.unwrap();
+    let lock = blocker.transaction().await.unwrap();
+    lock.execute(
+        "SELECT 1 FROM room_type_inventory WHERE hotel_id = $1 AND room_type_id = $2 AND date = $3 FOR UPDATE",
+        &[&hotel, &room_type, &night],
+    )
+    .await
+    .unwrap();
+    let sweeper = app.state.jobs.sweeper.clone();
+    let sweep = tokio::spawn(async move { sweeper.run_once().await });
+
+    let registered = loop {
+        let entries = app.cache.in_flight(hotel).await.unwrap();
+        if let Some((_, entry)) = entries.iter().find(|(key, _)| *key == id.to_string()) {
+            break entry.clone();
+        }
+        assert!(
+            !sweep.is_finished(),
+            "the sweeper ended without registering"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert!(
+        registered.starts_with('-'),
+        "a give-back, not a deduction: {registered}"
+    );
+    // Drift the night: with the give-back registered, the pass must not touch it, since
+    // its snapshot cannot tell whether the expiry has happened.
+    app.set_reserved_in_redis(hotel, room_type, night, 1).await;
+    let report = app.state.jobs.reconciler.run_once().await.unwrap();
+    assert_eq!((report.drifted, report.repaired), (1, 0), "{report:?}");
+    assert_eq!(
+        app.reserved_in_redis(hotel, room_type, night).await,
+        Some(1)
+    );
+
+    lock.commit().await.unwrap();
+    assert_eq!(sweep.await.unwrap().unwrap(), 1);
+    assert!(app.cache.in_flight(hotel).await.unwrap().is_empty());
+    assert_eq!(app.reserved_in_postgres(hotel, room_type, night).await, 0);
+    // The release gave the two rooms back on top of the drift; the next pass repairs it.
+    assert_eq!(
+        app.reserved_in_redis(hotel, room_type, night).await,
+        Some(-1)
+    );
+    let report = app.state.jobs.reconciler.run_once().await.unwrap();
+    assert_eq!((report.drifted, report.repaired), (1, 1), "{report:?}");
+    assert_eq!(
+        app.reserved_in_redis(hotel, room_type, night).await,
+        Some(0)
+    );
+}
+
 /// A give-back in flight (a cancel registered in Redis before Postgres ends the stay, as
 /// `Booker::cancel` does) makes the reconciler leave the stay's nights alone: it cannot
 /// tell whether its snapshot predates the ending, nor whether Redis has had the rooms
@@ -447,14 +507,7 @@ async fn the_reconciler_leaves_the_nights_of_a_give_back_in_flight_alone() {
         .await
         .unwrap();
     // Redis has had the room back; Postgres has not ended the stay yet.
-    let mut connection = app.redis.connection().await.unwrap().manager();
-    redis::cmd("HSET")
-        .arg(app.night_key(hotel, room_type, night))
-        .arg("res")
-        .arg(0)
-        .query_async::<()>(&mut connection)
-        .await
-        .unwrap();
+    app.set_reserved_in_redis(hotel, room_type, night, 0).await;
     let report = app.state.jobs.reconciler.run_once().await.unwrap();
     assert_eq!((report.drifted, report.repaired), (1, 0), "{report:?}");
     assert_eq!(

@@ -88,14 +88,8 @@ async fn the_postgres_recheck_refuses_what_redis_wrongly_allows() {
         .await;
     assert_eq!(status, 201);
     // Make Redis believe the night is free again.
-    let mut connection = app.redis.connection().await.unwrap().manager();
-    redis::cmd("HSET")
-        .arg(app.night_key(hotel, room_type, app.night(1)))
-        .arg("res")
-        .arg(0)
-        .query_async::<()>(&mut connection)
-        .await
-        .unwrap();
+    app.set_reserved_in_redis(hotel, room_type, app.night(1), 0)
+        .await;
 
     let answer = app
         .reserve(
