@@ -3,6 +3,9 @@
 //! ```text
 //! loadgen suite  --base-url URL --staff-token T --guest-token T --database-url URL \
 //!                --pid PID --mode redis|db --out FILE    # the scenarios, as JSON rows
+//! loadgen overload --base-url URL --staff-token T --guest-token T --database-url URL \
+//!                --pid PID --mode LABEL --rate-past SUITE.json --out FILE
+//!                                                        # the open-loop overload
 //! loadgen report --raw raw.json RESULTS.json...          # the markdown tables
 //! ```
 //!
@@ -37,6 +40,8 @@ struct Cli {
 enum Command {
     /// Run the rush, sold-out, spread and availability scenarios against one server.
     Suite(SuiteArgs),
+    /// Run the rush at ten times its demand, open loop, well past capacity.
+    Overload(OverloadArgs),
     /// Print the markdown report of the raw limits and one or more suites.
     Report {
         /// The raw limits measured by `loadtest/bench` (redis-benchmark, pgbench).
@@ -47,8 +52,9 @@ enum Command {
     },
 }
 
+/// Where the service is and how to observe it.
 #[derive(Debug, clap::Args)]
-struct SuiteArgs {
+struct TargetArgs {
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     base_url: String,
     #[arg(long, env = "STAFF_TOKEN")]
@@ -61,6 +67,29 @@ struct SuiteArgs {
     /// The innkeeper process, whose peak RSS is reported.
     #[arg(long)]
     pid: u32,
+    /// Seconds to let idle PostgreSQL backends report their transaction counts.
+    #[arg(long, default_value_t = 11)]
+    settle_seconds: u64,
+}
+
+impl TargetArgs {
+    async fn env(self, mode: &str) -> anyhow::Result<Env> {
+        Ok(Env {
+            target: Target::parse(&self.base_url).await?,
+            staff: self.staff_token,
+            guest: self.guest_token,
+            mode: mode.to_owned(),
+            database_url: self.database_url,
+            pid: self.pid,
+            settle: Duration::from_secs(self.settle_seconds),
+        })
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct SuiteArgs {
+    #[command(flatten)]
+    target: TargetArgs,
     /// `redis` or `db`: only a label, the server decides.
     #[arg(long)]
     mode: String,
@@ -83,13 +112,38 @@ struct SuiteArgs {
     seconds: u64,
     #[arg(long, default_value_t = 1000)]
     hotels: usize,
-    /// Seconds to let idle PostgreSQL backends report their transaction counts.
-    #[arg(long, default_value_t = 11)]
-    settle_seconds: u64,
     /// Run only the commit-path scenarios (spread and availability) or only the rush and
     /// its sold-out phase, for a quicker look while tuning; the bench runs both.
     #[arg(long, value_enum)]
     only: Option<Part>,
+}
+
+#[derive(Debug, clap::Args)]
+struct OverloadArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// A label for the report, e.g. `redis, admission on`.
+    #[arg(long)]
+    mode: String,
+    #[arg(long)]
+    out: PathBuf,
+    /// The hot room type's total inventory; sellable = floor(total * 1.10).
+    #[arg(long, default_value_t = 100)]
+    rush_inventory: i64,
+    /// Demand as a multiple of the sellable capacity: ten times the rush's.
+    #[arg(long, default_value_t = 200)]
+    demand: u64,
+    /// Arrivals a second. Without it, `--rate-factor` times the sold-out rejections a
+    /// second that the suite in `--rate-past` measured: past capacity by construction.
+    #[arg(long, required_unless_present = "rate_past")]
+    rate: Option<f64>,
+    #[arg(long)]
+    rate_past: Option<PathBuf>,
+    #[arg(long, default_value_t = 2.0)]
+    rate_factor: f64,
+    /// Connections opened beforehand: more than the service admits at once.
+    #[arg(long, default_value_t = 4096)]
+    connections: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -112,6 +166,10 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(suite(args)),
+        Command::Overload(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(overload(args)),
         Command::Report { raw, results } => {
             print!("{}", report::render(&raw, &results)?);
             Ok(())
@@ -120,15 +178,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
-    let env = Env {
-        target: Target::parse(&args.base_url).await?,
-        staff: args.staff_token,
-        guest: args.guest_token,
-        mode: args.mode.clone(),
-        database_url: args.database_url,
-        pid: args.pid,
-        settle: Duration::from_secs(args.settle_seconds),
-    };
+    let env = args.target.env(&args.mode).await?;
     let duration = Duration::from_secs(args.seconds);
     let mut rows = Vec::new();
     if args.only != Some(Part::Spread) {
@@ -173,5 +223,38 @@ async fn spread_and_availability(
     rows.push(scenarios::spread_bookings(env, spread.clone(), connections, duration).await?);
     eprintln!("[{}] availability reads", env.mode);
     rows.push(scenarios::availability_reads(env, spread, connections, duration).await?);
+    Ok(())
+}
+
+async fn overload(args: OverloadArgs) -> anyhow::Result<()> {
+    let rate = match (args.rate, &args.rate_past) {
+        (Some(rate), _) => rate,
+        (None, Some(suite)) => {
+            let measured: SuiteResult = serde_json::from_str(&std::fs::read_to_string(suite)?)?;
+            let sold_out = measured
+                .rows
+                .iter()
+                .find(|row| row.scenario.starts_with("sold out"))
+                .ok_or_else(|| anyhow::anyhow!("{} has no sold-out row", suite.display()))?;
+            args.rate_factor * sold_out.throughput
+        }
+        (None, None) => anyhow::bail!("give --rate or --rate-past"),
+    };
+    let env = args.target.env(&args.mode).await?;
+    let arrivals = scenarios::Arrivals {
+        attempts: (args.rush_inventory * 110 / 100) as u64 * args.demand,
+        rate,
+        connections: args.connections,
+    };
+    eprintln!(
+        "[{}] overload: {} attempts at {rate:.0}/s",
+        env.mode, arrivals.attempts
+    );
+    let row = scenarios::overload(&env, args.rush_inventory, &arrivals).await?;
+    let result = SuiteResult {
+        mode: args.mode,
+        rows: vec![row],
+    };
+    std::fs::write(&args.out, serde_json::to_string_pretty(&result)?)?;
     Ok(())
 }

@@ -76,6 +76,9 @@ pub fn render(raw: &Path, results: &[PathBuf]) -> anyhow::Result<String> {
          PG xacts / attempt | peak RSS MiB |"
     )?;
     writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|")?;
+    let (overload, rows): (Vec<Row>, Vec<Row>) = rows
+        .into_iter()
+        .partition(|row| row.scenario.starts_with("overload"));
     for row in &rows {
         writeln!(
             out,
@@ -124,6 +127,10 @@ pub fn render(raw: &Path, results: &[PathBuf]) -> anyhow::Result<String> {
             x("pg_xacts_per_room_sold"),
             row.peak_rss_mib
         )?;
+    }
+
+    if !overload.is_empty() {
+        render_overload(&mut out, &overload)?;
     }
 
     writeln!(out, "\n### Ratios and targets\n")?;
@@ -272,11 +279,97 @@ pub fn render(raw: &Path, results: &[PathBuf]) -> anyhow::Result<String> {
             |v| v <= 64.0,
         )?;
     }
+    for mode in ["redis", "db"] {
+        let p99 = |admission: &str| {
+            overload
+                .iter()
+                .find(|r| r.mode == format!("{mode}, {admission}"))
+                .map(|r| r.p99_ms)
+        };
+        let off = p99("admission off");
+        target(
+            format!("overload: p99 of all answers, admission on / off ({mode} mode)"),
+            p99("admission on").zip(off).map(|(on, off)| on / off),
+            "<= 0.25",
+            |v| v <= 0.25,
+        )?;
+        target(
+            format!("overload: p99 of all answers, admission at 256 / off ({mode} mode)"),
+            p99("admission at 256").zip(off).map(|(on, off)| on / off),
+            "(shown)",
+            |_| true,
+        )?;
+    }
+    for row in &overload {
+        target(
+            format!("overload: rooms sold / sellable ({})", row.mode),
+            Some(
+                row.extra.get("sold").copied().unwrap_or(f64::NAN)
+                    / row.extra.get("capacity").copied().unwrap_or(f64::NAN),
+            ),
+            "1",
+            |v| v == 1.0,
+        )?;
+    }
     target(
         "oversell, every scenario and mode".into(),
-        Some(rows.iter().map(|r| r.oversell as f64).sum()),
+        Some(
+            rows.iter()
+                .chain(&overload)
+                .map(|r| r.oversell as f64)
+                .sum(),
+        ),
         "0",
         |v| v == 0.0,
     )?;
     Ok(out)
+}
+
+/// The overload runs side by side: every answer's latency (from when it was due), and the
+/// share of each status.
+fn render_overload(out: &mut String, rows: &[Row]) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "\n### Overload: the rush at ten times its demand, open loop\n"
+    )?;
+    writeln!(
+        out,
+        "Latency is that of every answer, from when its attempt was due. Generator: {}.\n",
+        crate::scenarios::OPEN_LOOP
+    )?;
+    let statuses: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .flat_map(|row| row.extra.keys())
+        .filter_map(|key| key.strip_prefix("share "))
+        .collect();
+    write!(
+        out,
+        "| run | attempts | offered/s | answered/s | p50 ms | p99 ms | sold / sellable | oversell |"
+    )?;
+    for status in &statuses {
+        write!(out, " {status} |")?;
+    }
+    write!(out, "\n|---|---:|---:|---:|---:|---:|---:|---:|")?;
+    writeln!(out, "{}", "---:|".repeat(statuses.len()))?;
+    for row in rows {
+        let x = |key: &str| row.extra.get(key).copied().unwrap_or(0.0);
+        write!(
+            out,
+            "| {} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.0} / {:.0} | {} |",
+            row.mode,
+            row.attempts,
+            x("offered_rate"),
+            row.throughput,
+            row.p50_ms,
+            row.p99_ms,
+            x("sold"),
+            x("capacity"),
+            row.oversell
+        )?;
+        for status in &statuses {
+            write!(out, " {:.1}% |", x(&format!("share {status}")) * 100.0)?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
 }

@@ -36,7 +36,7 @@ impl Kind {
     }
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack
         .windows(needle.len())
         .any(|window| window == needle)
@@ -68,17 +68,21 @@ impl Tally {
 
     /// The `q` quantile (0..=1) of the latency of `kind`, in milliseconds; 0 when none.
     pub fn percentile_ms(&mut self, kind: Kind, q: f64) -> f64 {
-        let Some(latencies) = self.latencies.get_mut(&kind) else {
-            return 0.0;
-        };
-        if latencies.is_empty() {
-            return 0.0;
-        }
-        latencies.sort_unstable();
-        // Nearest rank: the smallest value with at least q of the samples at or below it.
-        let rank = ((q * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len());
-        f64::from(latencies[rank - 1]) / 1000.0
+        self.latencies
+            .get_mut(&kind)
+            .map_or(0.0, |latencies| nearest_rank_ms(latencies, q))
     }
+}
+
+/// The `q` quantile (0..=1) of latencies in microseconds, in milliseconds; 0 when there are
+/// none. Nearest rank: the smallest value with at least q of the samples at or below it.
+pub fn nearest_rank_ms(latencies: &mut [u32], q: f64) -> f64 {
+    if latencies.is_empty() {
+        return 0.0;
+    }
+    latencies.sort_unstable();
+    let rank = ((q * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len());
+    f64::from(latencies[rank - 1]) / 1000.0
 }
 
 /// One line of the report: a scenario in one inventory mode.

@@ -20,7 +20,7 @@ use super::probes::{peak_rss_mib, stored_in, PgCounter};
 use super::setup::{booking_body, create_hotel, day, put_inventory, random_stay, Spread};
 use super::{Env, GENERATOR};
 
-async fn open_connections(target: &Target, count: usize) -> anyhow::Result<Vec<Conn>> {
+pub(super) async fn open_connections(target: &Target, count: usize) -> anyhow::Result<Vec<Conn>> {
     let mut conns = Vec::with_capacity(count);
     for _ in 0..count {
         conns.push(Conn::open(target).await?);

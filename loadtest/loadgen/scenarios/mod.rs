@@ -9,6 +9,8 @@
 //! 3. **spread**: bookings of 1 room for 1 or 2 nights in a random hotel of 1,000: the
 //!    commit path, with no hot rows.
 //! 4. **availability**: public availability reads of random hotels of the 1,000.
+//! 5. **overload** (its own command, run with admission control on and off): the rush at
+//!    ten times its demand, arriving open loop well past capacity.
 //!
 //! Every loop is bounded by a count or a deadline. Every scenario creates its own hotels.
 //!
@@ -17,6 +19,7 @@
 //! transactions, stored reservations, its memory).
 
 mod drivers;
+mod overload;
 mod probes;
 mod setup;
 
@@ -27,6 +30,7 @@ use crate::client::Target;
 pub use drivers::{
     availability_reads, burst_floor, healthz_loop, rush_and_sold_out, spread_bookings,
 };
+pub use overload::{overload, Arrivals, OPEN_LOOP};
 pub use setup::create_spread;
 
 /// Everything a scenario needs to reach the service and observe it.
