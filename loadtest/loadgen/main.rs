@@ -161,15 +161,14 @@ pub struct SuiteResult {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    };
     match cli.command {
-        Command::Suite(args) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-            .block_on(suite(args)),
-        Command::Overload(args) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-            .block_on(overload(args)),
+        Command::Suite(args) => runtime()?.block_on(suite(args)),
+        Command::Overload(args) => runtime()?.block_on(overload(args)),
         Command::Report { raw, results } => {
             print!("{}", report::render(&raw, &results)?);
             Ok(())

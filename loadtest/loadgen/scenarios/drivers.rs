@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use chrono::Days;
 use hyper::Method;
 use rand::rngs::StdRng;
@@ -17,7 +16,7 @@ use crate::client::{Conn, Target};
 use crate::stats::{Kind, Row, Tally};
 
 use super::probes::{peak_rss_mib, stored_in, PgCounter};
-use super::setup::{booking_body, create_hotel, day, put_inventory, random_stay, Spread};
+use super::setup::{booking_body, random_stay, HotStay, Spread};
 use super::{Env, GENERATOR};
 
 pub(super) async fn open_connections(target: &Target, count: usize) -> anyhow::Result<Vec<Conn>> {
@@ -132,29 +131,8 @@ pub async fn rush_and_sold_out(
     sold_out_for: Duration,
 ) -> anyhow::Result<(Row, Row)> {
     let mut setup = Conn::open(&env.target).await?;
-    let (hotel_id, room_types) = create_hotel(
-        &mut setup,
-        env,
-        &format!("Rush Hotel ({})", env.mode),
-        1.10,
-        &["Hot double", "Other room"],
-    )
-    .await?;
-    let (hot, other) = (room_types[0], room_types[1]);
-    let (check_in, check_out) = (day(30), day(32));
-    put_inventory(
-        &mut setup,
-        env,
-        hotel_id,
-        hot,
-        check_in,
-        check_out,
-        total_inventory,
-    )
-    .await?;
-    put_inventory(&mut setup, env, hotel_id, other, check_in, check_out, 10).await?;
-    // Sellable capacity, as API.md defines it: floor(total * ratio), ratio 1.10.
-    let capacity = (total_inventory * 110) / 100;
+    let stay = Arc::new(HotStay::create(&mut setup, env, "Rush Hotel", total_inventory).await?);
+    let capacity = stay.capacity;
     let demand = capacity as u64 * demand_factor;
 
     // -- The rush: every connection open first, then all attempts released at once.
@@ -164,52 +142,24 @@ pub async fn rush_and_sold_out(
     // room type a moment before the rush (after the counter's settling wait, which outlasts the
     // service's 5 s hotel cache), so the service knows the hotel. Its transactions are
     // counted with the rush's; see BENCHMARKS.md for what a cold start costs.
-    setup
-        .expect(
-            Method::POST,
-            "/v1/reservations",
-            Some(&env.guest),
-            Some(booking_body(hotel_id, other, check_in, 2)),
-            201,
-        )
-        .await?;
+    stay.warm(&mut setup, env).await?;
 
-    let guest = env.guest.clone();
+    let (guest, hot_stay) = (env.guest.clone(), stay.clone());
     let (mut tally, rush_s) = at_once(conns, demand, 201, move || {
-        let body = booking_body(hotel_id, hot, check_in, 2);
         (
             Method::POST,
             "/v1/reservations",
             Some(guest.clone()),
-            Some(body),
+            Some(hot_stay.attempt()),
         )
     })
     .await?;
     let rush_rss = peak_rss_mib(env.pid);
     let xacts = counter.since(env).await?;
 
-    let inventory = setup
-        .expect(
-            Method::GET,
-            &format!(
-                "/v1/hotels/{hotel_id}/room-types/{hot}/inventory?from={check_in}&to={check_out}"
-            ),
-            Some(&env.staff),
-            None,
-            200,
-        )
-        .await?;
-    let most_reserved = inventory
-        .as_array()
-        .context("inventory is not a list")?
-        .iter()
-        .filter_map(|night| night["total_reserved"].as_i64())
-        .max()
-        .unwrap_or(0);
+    let most_reserved = stay.sold(&mut setup, env).await?;
     let created = tally.count(Kind::Ok);
-    let oversell = (most_reserved - capacity)
-        .max(created as i64 - capacity)
-        .max(0);
+    let oversell = stay.oversell(most_reserved, created);
     let sold_out_s = tally.created_at_us.iter().max().copied().unwrap_or(0) as f64 / 1e6;
     let mut extra = BTreeMap::new();
     extra.insert("capacity".into(), capacity as f64);
@@ -252,11 +202,11 @@ pub async fn rush_and_sold_out(
     let t0 = Instant::now();
     let mut workers = Vec::new();
     for mut conn in conns {
-        let guest = env.guest.clone();
+        let (guest, stay) = (env.guest.clone(), stay.clone());
         workers.push(tokio::spawn(async move {
             let mut tally = Tally::default();
             while Instant::now() < deadline {
-                let body = booking_body(hotel_id, hot, check_in, 2);
+                let body = stay.attempt();
                 match conn
                     .call(Method::POST, "/v1/reservations", Some(&guest), Some(body))
                     .await

@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use hyper::Method;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -24,7 +23,7 @@ use crate::stats::{contains, nearest_rank_ms, Row};
 
 use super::drivers::open_connections;
 use super::probes::peak_rss_mib;
-use super::setup::{booking_body, create_hotel, day, put_inventory};
+use super::setup::HotStay;
 use super::Env;
 
 /// What the open-loop generator is asked to do.
@@ -41,38 +40,9 @@ pub const OPEN_LOOP: &str = "loadgen (Rust, hyper HTTP/1.1, open loop)";
 
 pub async fn overload(env: &Env, total_inventory: i64, arrivals: &Arrivals) -> anyhow::Result<Row> {
     let mut setup = Conn::open(&env.target).await?;
-    let (hotel_id, room_types) = create_hotel(
-        &mut setup,
-        env,
-        &format!("Overload Hotel ({})", env.mode),
-        1.10,
-        &["Hot double", "Other room"],
-    )
-    .await?;
-    let (hot, other) = (room_types[0], room_types[1]);
-    let (check_in, check_out) = (day(30), day(32));
-    put_inventory(
-        &mut setup,
-        env,
-        hotel_id,
-        hot,
-        check_in,
-        check_out,
-        total_inventory,
-    )
-    .await?;
-    put_inventory(&mut setup, env, hotel_id, other, check_in, check_out, 10).await?;
+    let stay = Arc::new(HotStay::create(&mut setup, env, "Overload Hotel", total_inventory).await?);
     // As in the rush: the service already knows the hotel when the hot dates open.
-    setup
-        .expect(
-            Method::POST,
-            "/v1/reservations",
-            Some(&env.guest),
-            Some(booking_body(hotel_id, other, check_in, 2)),
-            201,
-        )
-        .await?;
-    let capacity = (total_inventory * 110) / 100;
+    stay.warm(&mut setup, env).await?;
 
     let pool = Arc::new(Mutex::new(
         open_connections(&env.target, arrivals.connections).await?,
@@ -83,16 +53,21 @@ pub async fn overload(env: &Env, total_inventory: i64, arrivals: &Arrivals) -> a
     for n in 0..arrivals.attempts {
         let due = t0 + Duration::from_secs_f64(n as f64 / arrivals.rate);
         tokio::time::sleep_until(due.into()).await;
-        let (pool, free, guest) = (pool.clone(), free.clone(), env.guest.clone());
+        let (pool, free, guest, stay) =
+            (pool.clone(), free.clone(), env.guest.clone(), stay.clone());
         answers.spawn(async move {
             let _permit = free
                 .acquire_owned()
                 .await
                 .expect("the semaphore is never closed");
             let mut conn = pool.lock().expect("pool").pop().expect("a free connection");
-            let body = booking_body(hotel_id, hot, check_in, 2);
             let status = match conn
-                .call(Method::POST, "/v1/reservations", Some(&guest), Some(body))
+                .call(
+                    Method::POST,
+                    "/v1/reservations",
+                    Some(&guest),
+                    Some(stay.attempt()),
+                )
                 .await
             {
                 Ok(answer) => status_label(answer.status, &answer.body),
@@ -112,28 +87,11 @@ pub async fn overload(env: &Env, total_inventory: i64, arrivals: &Arrivals) -> a
     }
     let elapsed = t0.elapsed().as_secs_f64();
 
-    let inventory = setup
-        .expect(
-            Method::GET,
-            &format!(
-                "/v1/hotels/{hotel_id}/room-types/{hot}/inventory?from={check_in}&to={check_out}"
-            ),
-            Some(&env.staff),
-            None,
-            200,
-        )
-        .await?;
-    let sold = inventory
-        .as_array()
-        .context("inventory is not a list")?
-        .iter()
-        .filter_map(|night| night["total_reserved"].as_i64())
-        .max()
-        .unwrap_or(0);
-    let created = statuses.get("201").copied().unwrap_or(0) as i64;
+    let sold = stay.sold(&mut setup, env).await?;
+    let created = statuses.get("201").copied().unwrap_or(0);
     let attempts = latencies.len() as u64;
     let mut extra = BTreeMap::from([
-        ("capacity".to_owned(), capacity as f64),
+        ("capacity".to_owned(), stay.capacity as f64),
         ("sold".to_owned(), sold as f64),
         (
             "offered_rate".to_owned(),
@@ -155,8 +113,8 @@ pub async fn overload(env: &Env, total_inventory: i64, arrivals: &Arrivals) -> a
         .sum();
     Ok(Row {
         scenario: format!(
-            "overload: {} attempts at {:.0}/s for {capacity} rooms",
-            arrivals.attempts, arrivals.rate
+            "overload: {} attempts at {:.0}/s for {} rooms",
+            arrivals.attempts, arrivals.rate, stay.capacity
         ),
         mode: env.mode.clone(),
         generator: OPEN_LOOP.into(),
@@ -167,7 +125,7 @@ pub async fn overload(env: &Env, total_inventory: i64, arrivals: &Arrivals) -> a
         attempts,
         elapsed_s: elapsed,
         error_rate: unexpected as f64 / attempts.max(1) as f64,
-        oversell: (sold - capacity).max(created - capacity).max(0),
+        oversell: stay.oversell(sold, created),
         pg_xacts: 0,
         peak_rss_mib: peak_rss_mib(env.pid),
         extra,

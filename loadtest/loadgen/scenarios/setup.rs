@@ -103,6 +103,107 @@ pub(super) fn booking_body(
     )
 }
 
+/// The rush's hotel: a hot room type whose stay everyone wants, and another room type
+/// that keeps the hotel known to the service before the hot dates open.
+pub(super) struct HotStay {
+    pub hotel_id: i64,
+    pub hot: i64,
+    pub other: i64,
+    pub check_in: NaiveDate,
+    pub check_out: NaiveDate,
+    /// Sellable rooms, as API.md defines them: floor(total * ratio), ratio 1.10.
+    pub capacity: i64,
+}
+
+impl HotStay {
+    pub(super) async fn create(
+        conn: &mut Conn,
+        env: &Env,
+        name: &str,
+        total_inventory: i64,
+    ) -> anyhow::Result<Self> {
+        let (hotel_id, room_types) = create_hotel(
+            conn,
+            env,
+            &format!("{name} ({})", env.mode),
+            1.10,
+            &["Hot double", "Other room"],
+        )
+        .await?;
+        let (hot, other) = (room_types[0], room_types[1]);
+        let (check_in, check_out) = (day(30), day(32));
+        put_inventory(
+            conn,
+            env,
+            hotel_id,
+            hot,
+            check_in,
+            check_out,
+            total_inventory,
+        )
+        .await?;
+        put_inventory(conn, env, hotel_id, other, check_in, check_out, 10).await?;
+        Ok(Self {
+            hotel_id,
+            hot,
+            other,
+            check_in,
+            check_out,
+            capacity: (total_inventory * 110) / 100,
+        })
+    }
+
+    /// One booking of the hot stay, under a fresh id.
+    pub(super) fn attempt(&self) -> String {
+        booking_body(self.hotel_id, self.hot, self.check_in, 2)
+    }
+
+    /// Books the other room type: the service then knows the hotel, as it would a hotel
+    /// already taking bookings when its hot dates open.
+    pub(super) async fn warm(&self, conn: &mut Conn, env: &Env) -> anyhow::Result<()> {
+        conn.expect(
+            Method::POST,
+            "/v1/reservations",
+            Some(&env.guest),
+            Some(booking_body(self.hotel_id, self.other, self.check_in, 2)),
+            201,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The most rooms Postgres holds reserved on any night of the hot stay.
+    pub(super) async fn sold(&self, conn: &mut Conn, env: &Env) -> anyhow::Result<i64> {
+        let (hotel_id, hot, check_in, check_out) =
+            (self.hotel_id, self.hot, self.check_in, self.check_out);
+        let inventory = conn
+            .expect(
+                Method::GET,
+                &format!(
+                    "/v1/hotels/{hotel_id}/room-types/{hot}/inventory?from={check_in}&to={check_out}"
+                ),
+                Some(&env.staff),
+                None,
+                200,
+            )
+            .await?;
+        Ok(inventory
+            .as_array()
+            .context("inventory is not a list")?
+            .iter()
+            .filter_map(|night| night["total_reserved"].as_i64())
+            .max()
+            .unwrap_or(0))
+    }
+
+    /// Rooms sold past capacity, by Postgres' count or by the acknowledgements.
+    pub(super) fn oversell(&self, sold: i64, created: u64) -> i64 {
+        (sold - self.capacity)
+            .max(created as i64 - self.capacity)
+            .max(0)
+    }
+}
+
 /// The 1,000 hotels of the spread and availability scenarios: one room type each, with
 /// more rooms than the bench can sell, on the nights 10..70 days ahead.
 pub struct Spread {
