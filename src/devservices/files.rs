@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 
-use super::{io_error, DevServicesError, PASSWORD_FILE};
+use super::{io_error, DevServicesError};
 
 /// Creates `dir` for a server and returns its canonical path. Mode 0700 because it holds the
 /// password file and the data.
@@ -21,10 +21,10 @@ pub(super) fn create_private_dir(dir: &Path) -> Result<PathBuf, DevServicesError
     Ok(dir)
 }
 
-/// Reads the password kept in `dir`, or creates one, so that data that survives a restart stays
-/// reachable with the same URL.
-pub(super) fn load_or_create_password(dir: &Path) -> Result<String, DevServicesError> {
-    let path = dir.join(PASSWORD_FILE);
+/// Reads the password kept in `dir/<file>`, or creates one, so that data that survives a
+/// restart stays reachable with the same URL.
+pub(super) fn load_or_create_password(dir: &Path, file: &str) -> Result<String, DevServicesError> {
+    let path = dir.join(file);
     read_or_create_secret(&path, || {
         rand::thread_rng()
             .sample_iter(&Alphanumeric)

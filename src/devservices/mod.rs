@@ -90,6 +90,25 @@ fn io_error(context: impl Into<String>, source: io::Error) -> DevServicesError {
     }
 }
 
+impl DevServicesError {
+    /// The same error with every occurrence of `secret` in a failed command's text
+    /// replaced, for commands whose input carries one.
+    pub fn redacted(self, secret: &str) -> Self {
+        match self {
+            DevServicesError::CommandFailed {
+                command,
+                status,
+                output,
+            } => DevServicesError::CommandFailed {
+                command: command.replace(secret, "<redacted>"),
+                status,
+                output: output.replace(secret, "<redacted>"),
+            },
+            other => other,
+        }
+    }
+}
+
 /// Picks a port that is free right now. Another process may take it before the server binds
 /// it; the window is small, and a server that fails to bind exits with a clear log line.
 pub fn free_port() -> Result<u16, DevServicesError> {

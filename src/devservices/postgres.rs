@@ -4,7 +4,7 @@ use std::env;
 use std::ffi::OsString;
 use std::fmt;
 use std::fs;
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -13,7 +13,14 @@ use super::files::{create_private_dir, load_or_create_password, log_tail, open_l
 use super::process::{find_in_path, is_executable, tcp_accepts, ServerProcess};
 use super::{free_port, io_error, DevServicesError, Durability, PASSWORD_FILE};
 
+/// The cluster's superuser, which initdb creates: it provisions the service's role and
+/// database, and is what tools such as pgbench or the tests' database cloning use.
 const USER: &str = "innkeeper";
+/// The role innkeeper itself connects as: no superuser, no CREATEDB or CREATEROLE, owner
+/// of its database and of everything in it, and of nothing else. A bug or an injection
+/// in the service can then reach its own data, not the cluster.
+const SERVICE_USER: &str = "innkeeper_service";
+const SERVICE_PASSWORD_FILE: &str = "service-password";
 const DATABASE: &str = "innkeeper";
 const LOG_FILE: &str = "postgres.log";
 /// PGDATA sits below the cluster directory so that the password file and the log, which
@@ -30,6 +37,7 @@ pub struct PostgresServer {
     durability: Durability,
     account: Option<Account>,
     password: String,
+    service_password: String,
     port: u16,
     process: ServerProcess,
 }
@@ -51,14 +59,15 @@ impl PostgresServer {
     /// use, reused afterwards), waits until it answers queries and makes sure the `innkeeper`
     /// database exists.
     ///
-    /// PGDATA is `dir/data`; the password is kept in `dir/password` and the server log in
-    /// `dir/postgres.log`. When running as root, the server runs as the `postgres` user (or a
+    /// PGDATA is `dir/data`; the superuser's password is kept in `dir/password`, the
+    /// service role's in `dir/service-password`, and the server log in `dir/postgres.log`. When running as root, the server runs as the `postgres` user (or a
     /// created `innkeeper` system user), because PostgreSQL refuses to run as root.
     pub fn start(dir: &Path, durability: Durability) -> Result<Self, DevServicesError> {
         let binaries = Binaries::find()?;
         let account = service_account()?;
         let dir = create_private_dir(dir)?;
-        let password = load_or_create_password(&dir)?;
+        let password = load_or_create_password(&dir, PASSWORD_FILE)?;
+        let service_password = load_or_create_password(&dir, SERVICE_PASSWORD_FILE)?;
         // Created now so that it is handed over with the rest of the directory.
         open_log(&dir.join(LOG_FILE))?;
         hand_over(&dir, account)?;
@@ -68,6 +77,7 @@ impl PostgresServer {
             durability,
             account,
             password,
+            service_password,
             port: free_port()?,
             process: ServerProcess::not_started("PostgreSQL"),
         };
@@ -75,16 +85,20 @@ impl PostgresServer {
             server.init_cluster()?;
         }
         server.launch()?;
-        server.ensure_database()?;
+        server.provision()?;
         Ok(server)
     }
 
-    /// `postgres://innkeeper:<password>@127.0.0.1:<port>/innkeeper`
+    /// What innkeeper connects with:
+    /// `postgres://innkeeper_service:<password>@127.0.0.1:<port>/innkeeper`.
     pub fn url(&self) -> String {
-        self.admin_url(DATABASE)
+        format!(
+            "postgres://{SERVICE_USER}:{}@127.0.0.1:{}/{DATABASE}",
+            self.service_password, self.port
+        )
     }
 
-    /// The same credentials for another database, e.g. `postgres` to create or drop databases.
+    /// The superuser's URL for a database, e.g. `postgres` to create or drop databases.
     pub fn admin_url(&self, database: &str) -> String {
         format!(
             "postgres://{USER}:{}@127.0.0.1:{}/{database}",
@@ -264,25 +278,80 @@ impl PostgresServer {
         fs::remove_file(&lock).map_err(|e| io_error(format!("removing `{}`", lock.display()), e))
     }
 
-    fn ensure_database(&self) -> Result<(), DevServicesError> {
-        let (psql, port, password) = (&self.binaries.psql, self.port, &self.password);
-        let exists = query(
-            psql,
-            port,
-            password,
-            "postgres",
-            &format!("select 1 from pg_database where datname = '{DATABASE}'"),
-        )?;
-        if exists.trim() != "1" {
+    /// Makes sure the service role exists with this directory's password and no special
+    /// rights, that the `innkeeper` database exists, and that the role owns it and every
+    /// object in it. A cluster made before the role existed, whose objects the superuser
+    /// owns, is handed over here, once.
+    fn provision(&self) -> Result<(), DevServicesError> {
+        // psql's errors quote the statement, which may hold the role's password.
+        let admin = |database: &str, sql: &str| {
             query(
-                psql,
-                port,
-                password,
+                &self.binaries.psql,
+                self.port,
+                &self.password,
+                database,
+                sql,
+            )
+            .map_err(|error| error.redacted(&self.service_password))
+        };
+        admin(
+            "postgres",
+            &format!(
+                "DO $$ BEGIN \
+                   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{SERVICE_USER}') THEN \
+                     CREATE ROLE {SERVICE_USER}; \
+                   END IF; \
+                 END $$;\n\
+                 ALTER ROLE {SERVICE_USER} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE \
+                   NOREPLICATION NOBYPASSRLS PASSWORD '{}';",
+                self.service_password
+            ),
+        )?;
+        let exists = admin(
+            "postgres",
+            &format!("SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"),
+        )?;
+        if exists.trim() == "1" {
+            admin(
                 "postgres",
-                &format!("create database {DATABASE}"),
+                &format!("ALTER DATABASE {DATABASE} OWNER TO {SERVICE_USER}"),
             )?;
-            tracing::info!(port, "created database `{DATABASE}`");
+        } else {
+            admin(
+                "postgres",
+                &format!("CREATE DATABASE {DATABASE} OWNER {SERVICE_USER}"),
+            )?;
+            tracing::info!(port = self.port, "created database `{DATABASE}`");
         }
+        // Tables first: a table takes its identity sequences with it, and those cannot be
+        // handed over on their own. The sequences query runs after the tables' loop.
+        admin(
+            DATABASE,
+            &format!(
+                "DO $$ DECLARE object record; BEGIN \
+                   FOR object IN SELECT c.oid::regclass AS name, c.relkind FROM pg_class c \
+                       JOIN pg_namespace n ON n.oid = c.relnamespace \
+                       WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm') \
+                         AND c.relowner <> '{SERVICE_USER}'::regrole LOOP \
+                     EXECUTE format('ALTER %s %s OWNER TO {SERVICE_USER}', \
+                       CASE object.relkind WHEN 'v' THEN 'VIEW' \
+                         WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END, object.name); \
+                   END LOOP; \
+                   FOR object IN SELECT c.oid::regclass AS name FROM pg_class c \
+                       JOIN pg_namespace n ON n.oid = c.relnamespace \
+                       WHERE n.nspname = 'public' AND c.relkind = 'S' \
+                         AND c.relowner <> '{SERVICE_USER}'::regrole LOOP \
+                     EXECUTE format('ALTER SEQUENCE %s OWNER TO {SERVICE_USER}', object.name); \
+                   END LOOP; \
+                   FOR object IN SELECT p.oid::regprocedure AS name FROM pg_proc p \
+                       JOIN pg_namespace n ON n.oid = p.pronamespace \
+                       WHERE n.nspname = 'public' \
+                         AND p.proowner <> '{SERVICE_USER}'::regrole LOOP \
+                     EXECUTE format('ALTER ROUTINE %s OWNER TO {SERVICE_USER}', object.name); \
+                   END LOOP; \
+                 END $$;"
+            ),
+        )?;
         Ok(())
     }
 }
@@ -373,8 +442,9 @@ fn postgres_command(program: &Path) -> Command {
     command
 }
 
-/// Runs one SQL statement with psql and returns its unaligned output. The password goes
-/// through PGPASSWORD, never argv, where any local user could read it.
+/// Runs SQL with psql as the superuser and returns its unaligned output. The password
+/// goes through PGPASSWORD and the SQL, which may carry the service role's password,
+/// through stdin: never argv, where any local user could read them.
 fn query(
     psql: &Path,
     port: u16,
@@ -395,15 +465,23 @@ fn query(
         ])
         .arg("-p")
         .arg(port.to_string())
-        .args(["-U", USER, "-d", database, "-c", sql])
+        .args(["-U", USER, "-d", database])
         .env("PGPASSWORD", password)
         .env("PGCONNECT_TIMEOUT", "5")
-        .stdin(Stdio::null())
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            let mut stdin = child.stdin.take().expect("stdin is piped");
+            stdin.write_all(sql.as_bytes())?;
+            drop(stdin);
+            child.wait_with_output()
+        })
         .map_err(|e| io_error(format!("running `{}`", psql.display()), e))?;
     if !output.status.success() {
         return Err(DevServicesError::CommandFailed {
-            command: format!("psql -c {sql:?}"),
+            command: format!("psql -d {database} <<< {sql:?}"),
             status: output.status,
             output: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
         });

@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::account::{hand_over, service_account, Account};
 use super::files::{create_private_dir, load_or_create_password, open_log};
 use super::process::{find_in_path, is_executable, ServerProcess};
-use super::{free_port, io_error, DevServicesError, Durability};
+use super::{free_port, io_error, DevServicesError, Durability, PASSWORD_FILE};
 
 const CONFIG_FILE: &str = "redis.conf";
 const LOG_FILE: &str = "redis.log";
@@ -61,7 +61,7 @@ impl RedisServer {
             })?;
         let account = service_account()?;
         let dir = create_private_dir(dir)?;
-        let password = load_or_create_password(&dir)?;
+        let password = load_or_create_password(&dir, PASSWORD_FILE)?;
         let port = free_port()?;
         write_config(&dir, port, &password, durability)?;
         open_log(&dir.join(LOG_FILE))?;

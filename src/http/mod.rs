@@ -206,7 +206,14 @@ pub fn app(state: AppState) -> Router {
                     tracking::REQUEST_ID,
                     MakeRequestUuid,
                 ))
-                .layer(TraceLayer::new_for_http().make_span_with(tracking::request_span))
+                // No log line per 5xx answer: an internal error is logged where it happens,
+                // with its cause, and under overload a line for every 503 would spend the
+                // CPU that shedding saves. Metrics count every answer by status.
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(tracking::request_span)
+                        .on_failure(()),
+                )
                 .layer(PropagateRequestIdLayer::new(tracking::REQUEST_ID)),
         )
         .with_state(state)

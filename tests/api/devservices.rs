@@ -32,8 +32,12 @@ fn password_of(url: &str) -> &str {
 }
 
 fn psql(pg: &PostgresServer, sql: &str) -> String {
-    let url = pg.url();
-    let password = password_of(&url);
+    psql_at(&pg.url(), sql).unwrap_or_else(|error| panic!("psql {sql:?} failed: {error}"))
+}
+
+/// Runs `sql` at `url` with psql: its output, or psql's error.
+fn psql_at(url: &str, sql: &str) -> Result<String, String> {
+    let password = password_of(url);
     let without_password = url.replace(&format!(":{password}@"), "@");
     let output = Command::new("psql")
         .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
@@ -42,12 +46,10 @@ fn psql(pg: &PostgresServer, sql: &str) -> String {
         .env("PGPASSWORD", password)
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "psql {sql:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    Ok(String::from_utf8(output.stdout).unwrap().trim().to_owned())
 }
 
 fn redis_cli(redis: &RedisServer, args: &[&str]) -> String {
@@ -203,6 +205,70 @@ fn throwaway_servers_start_and_answer() {
     assert_eq!(redis_cli(&redis, &["CONFIG", "GET", "save"]), "save");
     drop(pg);
     drop(redis);
+    fs::remove_dir_all(&parent).unwrap();
+}
+
+/// innkeeper connects as a role that owns its database and everything in it, and can do
+/// nothing beyond it; a cluster made before that role existed is handed over on start.
+#[test]
+fn the_service_role_owns_its_database_and_nothing_more() {
+    let parent = private_parent("role");
+    let dir = parent.join("pg");
+    let pg = PostgresServer::start(&dir, Durability::Throwaway).unwrap();
+    assert_eq!(
+        psql(
+            &pg,
+            "SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication FROM pg_roles \
+             WHERE rolname = current_user"
+        ),
+        "f|f|f|f"
+    );
+    assert_eq!(
+        psql(
+            &pg,
+            "SELECT pg_get_userbyid(datdba) = current_user FROM pg_database \
+             WHERE datname = current_database()"
+        ),
+        "t"
+    );
+    for beyond in [
+        "CREATE DATABASE elsewhere",
+        "CREATE ROLE intruder",
+        "ALTER SYSTEM SET fsync = on",
+        "COPY (SELECT 1) TO PROGRAM 'true'",
+    ] {
+        let refused = psql_at(&pg.url(), beyond).unwrap_err();
+        assert!(
+            refused.contains("permission denied") || refused.contains("must be superuser"),
+            "{beyond}: {refused}"
+        );
+    }
+    // An older cluster: its tables, sequences and functions belong to the superuser.
+    let admin = pg.admin_url("innkeeper");
+    psql_at(
+        &admin,
+        "CREATE TABLE legacy (id bigint GENERATED ALWAYS AS IDENTITY, note text); \
+         CREATE SEQUENCE legacy_numbers; \
+         CREATE FUNCTION legacy_answer() RETURNS int LANGUAGE sql AS 'SELECT 42'",
+    )
+    .unwrap();
+    assert!(psql_at(&pg.url(), "INSERT INTO legacy (note) VALUES ('x')").is_err());
+    drop(pg);
+    let pg = PostgresServer::start(&dir, Durability::Throwaway).unwrap();
+    psql(&pg, "INSERT INTO legacy (note) VALUES ('x')");
+    assert_eq!(
+        psql(&pg, "SELECT nextval('legacy_numbers'), legacy_answer()"),
+        "1|42"
+    );
+    assert_eq!(
+        psql(
+            &pg,
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = 'public' AND c.relowner <> current_user::regrole"
+        ),
+        "0"
+    );
+    drop(pg);
     fs::remove_dir_all(&parent).unwrap();
 }
 
