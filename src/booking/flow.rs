@@ -14,8 +14,6 @@
 //! Everything after the Redis deduction runs in its own task, so a client that hangs up
 //! mid-request cannot leave a deduction without its commit or its compensation.
 
-use std::time::Duration;
-
 use chrono::{DateTime, SubsecRound, Utc};
 use tracing::Instrument;
 
@@ -28,10 +26,6 @@ use crate::inventory::{CacheError, LoadMode, NightCache, PreDeduct};
 use crate::store::inventory as inventory_store;
 use crate::store::reservations::{self, Committed};
 use crate::telemetry::metrics::{self, COMPENSATIONS, REDIS_FALLBACKS};
-
-/// How long the deduction marker of a committed reservation is kept: replays within this
-/// time are answered from the marker's path without deducting again.
-const COMMITTED_MARKER_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// How a reservation request ended, as counted in `innkeeper_reservations_total{outcome}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,22 +249,11 @@ impl Booker {
         booking: &NewReservation,
     ) -> Result<(Outcome, Reservation), Refused> {
         let result = self.commit(booking, Outcome::SoldOutDbRecheck).await;
-        match &result {
-            Ok((Outcome::Created, _)) => {
-                // The guest need not wait for this: until it lands, a replay finds the
-                // marker still set and looks the reservation up in Postgres.
-                let cache = cache.clone();
-                let stay = booking.stay.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = cache.mark_committed(&stay, COMMITTED_MARKER_TTL).await {
-                        tracing::warn!(%error, "could not mark a deduction as committed");
-                    }
-                });
-            }
-            _ => {
-                let released = cache.release_deduction(&booking.stay).await;
-                count_compensation(booking.stay.reservation_id, released);
-            }
+        // A created booking's deduction is marked committed by its group (see
+        // group_commit.rs); anything else gives it back.
+        if !matches!(result, Ok((Outcome::Created, _))) {
+            let released = cache.release_deduction(&booking.stay).await;
+            count_compensation(booking.stay.reservation_id, released);
         }
         result
     }

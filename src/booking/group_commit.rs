@@ -33,9 +33,14 @@ use tokio::sync::oneshot;
 
 use super::BookingError;
 use crate::config::Fault;
-use crate::domain::NewReservation;
+use crate::domain::{NewReservation, Stay};
+use crate::inventory::NightCache;
 use crate::store::reservations::{self, BookError, Committed};
 use crate::telemetry;
+
+/// How long the deduction marker of a committed reservation is kept: replays within this
+/// time are answered from the marker's path without deducting again.
+const COMMITTED_MARKER_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Most bookings one transaction commits.
 const MAX_BATCH: usize = 64;
@@ -55,6 +60,8 @@ type Waiting = (
 
 pub struct GroupCommitter {
     db: deadpool_postgres::Pool,
+    /// Where the committed deductions are marked (redis mode).
+    cache: Option<NightCache>,
     timeout: Duration,
     /// `Fault::PanicInGroupCommit` makes the next drainer panic once, for the test that a
     /// panic wedges nothing.
@@ -79,11 +86,18 @@ impl GroupCommitter {
         let shards = cores.max(2).min(db.status().max_size / 2).max(1) as i64;
         Self {
             db,
+            cache: None,
             timeout,
             panic_once: (fault == Some(Fault::PanicInGroupCommit)).into(),
             shards,
             queues: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Marks each committed batch's deductions in `cache` (redis mode).
+    pub fn marking_in(mut self, cache: Option<NightCache>) -> Self {
+        self.cache = cache;
+        self
     }
 
     /// The longest a booking waits for its group's answer: a connection (bounded by the
@@ -171,15 +185,10 @@ impl GroupCommitter {
             let stay = &booking.stay;
             (stay.hotel_id, stay.room_type_id, stay.check_in)
         });
-        if batch.len() > 1 {
+        let outcomes = if batch.len() > 1 {
             let stays: Vec<&NewReservation> = batch.iter().map(|(stay, _)| stay).collect();
             match self.together(&stays).await {
-                Together::Committed(outcomes) => {
-                    for ((_, answer), outcome) in batch.into_iter().zip(outcomes) {
-                        let _ = answer.send(Ok(outcome));
-                    }
-                    return;
-                }
+                Together::Committed(outcomes) => outcomes.into_iter().map(Ok).collect(),
                 Together::Uncertain(error) => {
                     tracing::warn!(%error, bookings = batch.len(), "a group commit failed");
                     for (_, answer) in batch {
@@ -187,15 +196,45 @@ impl GroupCommitter {
                     }
                     return;
                 }
-                Together::OneByOne => {}
+                Together::OneByOne => self.one_by_one(&batch).await,
             }
+        } else {
+            self.one_by_one(&batch).await
+        };
+        let created: Vec<Stay> = batch
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, outcome)| matches!(outcome, Ok(Committed::Created(_))))
+            .map(|((booking, _), _)| booking.stay.clone())
+            .collect();
+        for ((_, answer), outcome) in batch.into_iter().zip(outcomes) {
+            let _ = answer.send(outcome);
         }
-        // Each on its own connection, at once: one by one, a refused batch of 64 would
-        // make its last booking wait for 63 transactions.
-        futures::future::join_all(batch.into_iter().map(|(stay, answer)| async move {
-            let _ = answer.send(self.alone(&stay).await);
-        }))
-        .await;
+        self.mark_committed(created);
+    }
+
+    /// Each booking on its own connection, at once: one by one, a refused batch of 64
+    /// would make its last booking wait for 63 transactions.
+    async fn one_by_one(&self, batch: &[Waiting]) -> Vec<Result<Committed, BookingError>> {
+        futures::future::join_all(batch.iter().map(|(stay, _)| self.alone(stay))).await
+    }
+
+    /// Marks the batch's committed deductions in Redis, in a task of its own: the guests
+    /// need not wait for it, and the next batch need not either. Until it lands a replay
+    /// finds the marker still set and reads the reservation from Postgres; if it fails, the
+    /// in-flight entries lapse at their deadline and the reconciler takes Postgres' count.
+    fn mark_committed(&self, created: Vec<Stay>) {
+        let Some(cache) = self.cache.clone() else {
+            return;
+        };
+        if created.is_empty() {
+            return;
+        }
+        tokio::spawn(async move {
+            if let Err(error) = cache.mark_committed(&created, COMMITTED_MARKER_TTL).await {
+                tracing::warn!(%error, bookings = created.len(), "could not mark deductions as committed");
+            }
+        });
     }
 
     /// One booking in its own transaction: a batch of one, the `db` mode, and bookings

@@ -70,11 +70,10 @@ impl Booker {
         let commit_timeout = config.db_statement_timeout + Duration::from_millis(500);
         Self {
             directory: Arc::new(HotelDirectory::new(db.clone(), commit_timeout)),
-            group: Arc::new(GroupCommitter::new(
-                db.clone(),
-                commit_timeout,
-                config.fault,
-            )),
+            group: Arc::new(
+                GroupCommitter::new(db.clone(), commit_timeout, config.fault)
+                    .marking_in(cache.clone()),
+            ),
             db,
             cache,
             clock,

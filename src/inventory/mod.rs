@@ -10,6 +10,7 @@ pub mod keys;
 pub mod link;
 pub mod scripts;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::NaiveDate;
@@ -166,25 +167,34 @@ impl NightCache {
         Ok(released == 1)
     }
 
-    /// Marks a deduction committed: its marker becomes 'c' for `ttl` (replays find it
-    /// without deducting again, and release.lua never gives a committed stay back as an
-    /// uncommitted deduction), and it leaves the in-flight hash, atomically.
-    pub async fn mark_committed(&self, stay: &Stay, ttl: Duration) -> Result<(), CacheError> {
+    /// Marks deductions committed, with one commit.lua call per hotel (a call may touch
+    /// one hash slot only): each marker becomes 'c' for `ttl` (replays find it without
+    /// deducting again, and release.lua never gives a committed stay back as an
+    /// uncommitted deduction), and each leaves the in-flight hash, atomically. The calls
+    /// go out together on the shared connection.
+    pub async fn mark_committed(&self, stays: &[Stay], ttl: Duration) -> Result<(), CacheError> {
+        let mut by_hotel: BTreeMap<i64, Vec<&Stay>> = BTreeMap::new();
+        for stay in stays {
+            by_hotel.entry(stay.hotel_id).or_default().push(stay);
+        }
         let call = self.link.connection().await?;
-        let mut connection = call.manager();
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("SET")
-            .arg(self.keys.deduction(stay.hotel_id, stay.reservation_id))
-            .arg("c")
-            .arg("EX")
-            .arg(ttl.as_secs().max(1))
-            .ignore()
-            .cmd("HDEL")
-            .arg(self.keys.in_flight(stay.hotel_id))
-            .arg(stay.reservation_id.to_string())
-            .ignore();
-        call.run(pipe.query_async::<()>(&mut connection)).await?;
+        let marks = by_hotel.into_iter().map(|(hotel_id, stays)| {
+            let mut connection = call.manager();
+            let mut invocation = scripts::COMMIT.prepare_invoke();
+            invocation.key(self.keys.in_flight(hotel_id));
+            for stay in &stays {
+                invocation.key(self.keys.deduction(hotel_id, stay.reservation_id));
+            }
+            invocation.arg(ttl.as_secs().max(1));
+            for stay in &stays {
+                invocation.arg(stay.reservation_id.to_string());
+            }
+            async move { invocation.invoke_async::<i64>(&mut connection).await }
+        });
+        let started = std::time::Instant::now();
+        let marked = call.run(futures::future::try_join_all(marks)).await;
+        telemetry::observe_script("commit", started);
+        marked?;
         Ok(())
     }
 

@@ -9,6 +9,8 @@ use redis::Script;
 
 pub static RESERVE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/reserve.lua")));
+pub static COMMIT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../lua/commit.lua")));
 pub static RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/release.lua")));
 pub static LOAD_NIGHTS: LazyLock<Script> =

@@ -261,7 +261,8 @@ pub fn record_http_request(
 
 /// Every `script` label of `innkeeper_inventory_script_duration_seconds`: the scripts of
 /// lua/. A new script is added here, so that its series exists from startup.
-pub const INVENTORY_SCRIPTS: [&str; 4] = ["reserve", "release", "load_nights", "reconcile"];
+pub const INVENTORY_SCRIPTS: [&str; 5] =
+    ["reserve", "commit", "release", "load_nights", "reconcile"];
 
 /// Every `operation` label of `innkeeper_db_transaction_duration_seconds`. A new operation
 /// is added here, so that its series exists from startup.

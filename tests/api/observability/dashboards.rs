@@ -444,7 +444,7 @@ async fn dashboards_and_alerts_evaluate_on_a_real_prometheus_scraping_innkeeper(
         f64::MIN_POSITIVE,
     )
     .await;
-    for script in ["reserve", "release", "load_nights", "reconcile"] {
+    for script in ["reserve", "commit", "release", "load_nights", "reconcile"] {
         at_least(
             &format!(
                 r#"sum(innkeeper_inventory_script_duration_seconds_count{{script="{script}"}})"#

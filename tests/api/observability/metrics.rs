@@ -54,7 +54,7 @@ async fn every_series_exists_from_startup() {
     ] {
         expect("innkeeper_reservations_total", &[("outcome", outcome)]);
     }
-    for script in ["reserve", "release", "load_nights", "reconcile"] {
+    for script in ["reserve", "commit", "release", "load_nights", "reconcile"] {
         expect(
             "innkeeper_inventory_script_duration_seconds_bucket",
             &[("script", script), ("le", "0.0005")],

@@ -285,3 +285,61 @@ async fn a_panicking_group_commit_wedges_nothing() {
     // The retry of the first booking commits as well.
     assert_eq!(app.reserve("g1", &first).await.0, 201);
 }
+
+/// Every committed deduction is marked in Redis by its group: the marker becomes 'c' for a
+/// day and the id leaves its hotel's in-flight hash, for batches spanning several hotels
+/// (one commit.lua call per hotel).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_committed_group_marks_every_deduction_of_every_hotel() {
+    let app = TestApp::spawn().await;
+    let night = app.night(1);
+    let hotels = [
+        app.hotel_with_inventory(1.0, 20, night, 1).await,
+        app.hotel_with_inventory(1.0, 20, night, 1).await,
+        app.hotel_with_inventory(1.0, 20, night, 1).await,
+    ];
+    let bookings: Vec<(i64, Uuid)> = (0..24).map(|n| (hotels[n % 3].0, Uuid::new_v4())).collect();
+    let answers = join_all(bookings.iter().enumerate().map(|(n, (hotel, id))| {
+        let room_type = hotels.iter().find(|(h, _)| h == hotel).unwrap().1;
+        let body = stay(*id, *hotel, room_type, night, app.night(2), 1);
+        let app = &app;
+        async move { app.reserve(&format!("g{n}"), &body).await.0 }
+    }))
+    .await;
+    assert!(answers.iter().all(|status| *status == 201), "{answers:?}");
+
+    let keys = innkeeper::inventory::keys::KeyLayout::new(&app.prefix);
+    let mut connection = app.redis_connection().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut unmarked = Vec::new();
+        for (hotel, id) in &bookings {
+            let marker: Option<String> = redis::cmd("GET")
+                .arg(keys.deduction(*hotel, (*id).into()))
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+            if marker.as_deref() != Some("c") {
+                unmarked.push(id);
+            }
+        }
+        let mut in_flight = 0;
+        for (hotel, _) in &hotels {
+            in_flight += app.cache.in_flight(*hotel).await.unwrap().len();
+        }
+        if unmarked.is_empty() && in_flight == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "unmarked: {unmarked:?}; still in flight: {in_flight}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(keys.deduction(bookings[0].0, bookings[0].1.into()))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!((23 * 3600..=24 * 3600).contains(&ttl), "{ttl}");
+}
