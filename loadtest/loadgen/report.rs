@@ -184,12 +184,12 @@ pub fn render(raw: &Path, results: &[PathBuf]) -> anyhow::Result<String> {
             format!("committed bookings/s ({mode} mode, spread) / best raw pgbench TPS"),
             find("spread", mode).map(|r| r.throughput / raw.pgbench_rate),
             if mode == "redis" {
-                ">= 0.7"
+                ">= 0.9"
             } else {
                 "(baseline)"
             },
             if mode == "redis" {
-                |v| v >= 0.7
+                |v| v >= 0.9
             } else {
                 |_| true
             },
@@ -252,11 +252,17 @@ pub fn render(raw: &Path, results: &[PathBuf]) -> anyhow::Result<String> {
     for prefix in ["rush", "sold out", "spread", "availability"] {
         let pair = (find(prefix, "redis"), find(prefix, "db"));
         let (Some(r), Some(d)) = pair else { continue };
+        // The cache must not make an ordinary day's bookings slower (issue 16).
+        let (goal, met): (&str, fn(f64) -> bool) = if prefix == "spread" {
+            (">= 1.0", |v| v >= 1.0)
+        } else {
+            ("(shown)", |_| true)
+        };
         target(
             format!("{prefix}: throughput, redis / db"),
             Some(r.throughput / d.throughput),
-            "(shown)",
-            |_| true,
+            goal,
+            met,
         )?;
         target(
             format!("{prefix}: p99, redis / db"),
