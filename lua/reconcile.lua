@@ -15,6 +15,14 @@
 --   past its deadline at the snapshot        -> its transaction had ended before the
 --                                               snapshot, so Postgres' count is the truth:
 --                                               not added, and the entry is removed.
+-- A committed deduction's entry is settled (commit.lua puts a '=' before it) rather than
+-- removed, so a deduction made after S1 was read and committed before this script runs
+-- still shows:
+--   settled in S2 and already settled in S1  -> committed before the snapshot, which
+--                                               counts it: the entry is removed;
+--   settled in S2, not settled in S1         -> committed since S1 was read, perhaps after
+--                                               the snapshot: its nights are deferred, and
+--                                               the next pass removes the entry.
 -- A give-back (a cancel or an expiry ending a stay; its entry's rooms are negative) is
 -- registered before Postgres ends the stay and leaves the hash with its release, so
 -- whether the snapshot saw the ending and whether Redis has had the rooms back cannot
@@ -68,16 +76,27 @@ for j = 1, m do
   s1[ARGV[q + 1]] = { flag = ARGV[q + 2], entry = ARGV[q + 3] }
 end
 
+local function is_settled(entry)
+  return string.sub(entry, 1, 1) == '='
+end
+
 local current = redis.call('HGETALL', inflight_key)
 local in_s2 = {}
 for k = 1, #current, 2 do
   local id, entry = current[k], current[k + 1]
   in_s2[id] = true
-  local rooms, rt, check_in, check_out, deadline = parse(entry)
+  local settled = is_settled(entry)
+  local rooms, rt, check_in, check_out, deadline = parse(settled and string.sub(entry, 2) or entry)
   if not rooms then
     redis.call('HDEL', inflight_key, id)
   elseif deadline <= snapshot then
     redis.call('HDEL', inflight_key, id)
+  elseif settled then
+    if s1[id] and is_settled(s1[id].entry) then
+      redis.call('HDEL', inflight_key, id)
+    else
+      each_night(rt, check_in, check_out, function(night) night.deferred = true end)
+    end
   elseif s1[id] == nil or rooms < 0 then
     each_night(rt, check_in, check_out, function(night) night.deferred = true end)
   elseif s1[id].flag == 'u' then
@@ -85,7 +104,7 @@ for k = 1, #current, 2 do
   end
 end
 for id, known in pairs(s1) do
-  if not in_s2[id] then
+  if not in_s2[id] and not is_settled(known.entry) then
     local rooms, rt, check_in, check_out, deadline = parse(known.entry)
     if rooms and deadline > snapshot and (known.flag == 'u' or rooms < 0) then
       each_night(rt, check_in, check_out, function(night) night.deferred = true end)

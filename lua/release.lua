@@ -7,9 +7,10 @@
 -- ARGV[2]     'deduction': give back a pre-deduction that Postgres did not commit (sold
 --                      out at the re-check, a failure, a timeout). Only if the marker
 --                      exists and is not marked committed ('c'); otherwise nothing changes
---                      at all, the in-flight entry included (a committed deduction left
---                      the hash when it was marked; an entry without a marker is left for
---                      the reconciler, which drops it once past its deadline). The marker
+--                      at all, the in-flight entry included (a committed deduction's
+--                      entry was settled when it was marked, and the reconciler removes
+--                      it; an entry without a marker is left for the reconciler, which
+--                      drops it once past its deadline). The marker
 --                      is deleted, so a second release changes nothing.
 --             'stay':  give back a committed stay that Postgres has just canceled or
 --                      expired (Postgres decides that exactly once); the marker, if any,

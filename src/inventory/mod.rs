@@ -170,8 +170,8 @@ impl NightCache {
     /// Marks deductions committed, with one commit.lua call per hotel (a call may touch
     /// one hash slot only): each marker becomes 'c' for `ttl` (replays find it without
     /// deducting again, and release.lua never gives a committed stay back as an
-    /// uncommitted deduction), and each leaves the in-flight hash, atomically. The calls
-    /// go out together on the shared connection.
+    /// uncommitted deduction), and each in-flight entry is settled (see lua/commit.lua),
+    /// atomically. The calls go out together on the shared connection.
     pub async fn mark_committed(&self, stays: &[Stay], ttl: Duration) -> Result<(), CacheError> {
         let mut by_hotel: BTreeMap<i64, Vec<&Stay>> = BTreeMap::new();
         for stay in stays {

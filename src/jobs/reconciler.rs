@@ -4,16 +4,20 @@
 //!
 //! Why a repair never erases a deduction still in flight, nor counts one twice:
 //! every deduction is recorded in its hotel's in-flight hash by the same script call that
-//! makes it, and leaves it atomically when its commit is marked or it is given back. For
-//! each hotel the reconciler
+//! makes it. When its commit is marked the entry is settled (lua/commit.lua) rather than
+//! removed, and a pass that has seen it settled removes it; when it is given back the entry
+//! leaves at once. For each hotel the reconciler
 //! 1. reads the in-flight hash (S1) and notes the time T;
 //! 2. reads, in ONE Postgres snapshot taken after that, every night's `total_reserved` and
 //!    which ids of S1 are committed;
 //! 3. runs lua/reconcile.lua per room type, which, atomically in Redis, sets each night to
 //!    Postgres' count plus the rooms of ids still in flight and uncommitted at the
 //!    snapshot. An id whose state cannot be known from the snapshot (it deducted after
-//!    step 1, or it left the hash between steps 2 and 3) makes its nights wait for the next
-//!    pass instead of being guessed at. An entry past its deadline at T belongs to a
+//!    step 1, it left the hash between steps 2 and 3, or it was settled since step 1)
+//!    makes its nights wait for the next pass instead of being guessed at. Settling rather
+//!    than removing is what makes a deduction made after step 1 and committed before step
+//!    3 visible at step 3: removed, it would leave no trace, and the script would set its
+//!    nights to a snapshot that may predate its commit, erasing it. An entry past its deadline at T belongs to a
 //!    transaction that had ended before the snapshot (commits are bounded well inside the
 //!    deadline), so Postgres' count already tells the truth about it.
 //!
