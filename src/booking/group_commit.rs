@@ -21,6 +21,10 @@
 //! every booking of the batch uncertain; they are all answered 503 and their Redis
 //! deductions given back, as for a single booking (a client retry then replays).
 //!
+//! Once a batch is answered, its created bookings' deductions are marked committed in
+//! Redis with one lua/commit.lua call per hotel, in a task of its own (redis mode): a
+//! booking costs Redis two round trips, its pre-deduction and its share of the mark.
+//!
 //! Every booking waits for its answer with a deadline, and a drainer that panics hands
 //! its shard on: the bookings of its batch are answered 503, and those queued behind it
 //! get a new drainer, so one bad batch never wedges a shard.
