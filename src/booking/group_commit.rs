@@ -189,10 +189,14 @@ impl GroupCommitter {
             let stay = &booking.stay;
             (stay.hotel_id, stay.room_type_id, stay.check_in)
         });
-        let outcomes = if batch.len() > 1 {
+        let created = if batch.len() > 1 {
             let stays: Vec<&NewReservation> = batch.iter().map(|(stay, _)| stay).collect();
             match self.together(&stays).await {
-                Together::Committed(outcomes) => outcomes.into_iter().map(Ok).collect(),
+                Together::Committed(outcomes) => batch
+                    .into_iter()
+                    .zip(outcomes)
+                    .filter_map(|(waiting, outcome)| answer(waiting, Ok(outcome)))
+                    .collect(),
                 Together::Uncertain(error) => {
                     tracing::warn!(%error, bookings = batch.len(), "a group commit failed");
                     for (_, answer) in batch {
@@ -200,27 +204,27 @@ impl GroupCommitter {
                     }
                     return;
                 }
-                Together::OneByOne => self.one_by_one(&batch).await,
+                Together::OneByOne => self.one_by_one(batch).await,
             }
         } else {
-            self.one_by_one(&batch).await
+            self.one_by_one(batch).await
         };
-        let created: Vec<Stay> = batch
-            .iter()
-            .zip(&outcomes)
-            .filter(|(_, outcome)| matches!(outcome, Ok(Committed::Created(_))))
-            .map(|((booking, _), _)| booking.stay.clone())
-            .collect();
-        for ((_, answer), outcome) in batch.into_iter().zip(outcomes) {
-            let _ = answer.send(outcome);
-        }
         self.mark_committed(created);
     }
 
-    /// Each booking on its own connection, at once: one by one, a refused batch of 64
-    /// would make its last booking wait for 63 transactions.
-    async fn one_by_one(&self, batch: &[Waiting]) -> Vec<Result<Committed, BookingError>> {
-        futures::future::join_all(batch.iter().map(|(stay, _)| self.alone(stay))).await
+    /// Each booking on its own connection, at once, each answered as soon as its own
+    /// transaction ends: one by one, a refused batch of 64 would make its last booking
+    /// wait for 63 transactions. Returns the stays created.
+    async fn one_by_one(&self, batch: Vec<Waiting>) -> Vec<Stay> {
+        let created = batch.into_iter().map(|waiting| async move {
+            let outcome = self.alone(&waiting.0).await;
+            answer(waiting, outcome)
+        });
+        futures::future::join_all(created)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// Marks the batch's committed deductions in Redis, in a task of its own: the guests
@@ -305,6 +309,13 @@ impl GroupCommitter {
         telemetry::observe_transaction("book", started);
         result
     }
+}
+
+/// Sends a booking its answer; the stay when the answer is that it was created.
+fn answer((booking, answer): Waiting, outcome: Result<Committed, BookingError>) -> Option<Stay> {
+    let created = matches!(outcome, Ok(Committed::Created(_))).then(|| booking.stay);
+    let _ = answer.send(outcome);
+    created
 }
 
 /// A shard's drainer while it runs. Dropped by a panic's unwinding, it hands the shard
