@@ -219,9 +219,8 @@ impl Booker {
         stay: &Stay,
         now: DateTime<Utc>,
     ) -> Result<PreDeduct, RefusedOrCache> {
-        // The commit that follows is bounded by commit_timeout; the in-flight entry must
-        // outlive it, so the reconciler never takes a live deduction for an abandoned one.
-        let deadline = now.timestamp() + self.in_flight_ttl.as_secs() as i64;
+        // The commit that follows is bounded by commit_timeout, well inside the deadline.
+        let deadline = self.in_flight_deadline(now);
         let first = cache.reserve(stay, deadline).await?;
         if !matches!(first, PreDeduct::Missing { .. }) {
             return Ok(first);

@@ -166,7 +166,7 @@ impl Booker {
     /// nights a pass early, off by its rooms until the next pass, never past capacity.
     async fn begin_give_back(&self, stay: &Stay) {
         if let Some(cache) = &self.cache {
-            let deadline = self.clock.now().timestamp() + self.in_flight_ttl.as_secs() as i64;
+            let deadline = self.in_flight_deadline(self.clock.now());
             if let Err(error) = cache.begin_give_back(stay, deadline).await {
                 tracing::warn!(%error, "could not register a give-back; the reconciler may repair its nights early");
             }

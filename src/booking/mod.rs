@@ -29,6 +29,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use crate::clock::Clock;
 use crate::config::{Config, Fault};
 use crate::domain::BookingLimits;
@@ -84,6 +86,13 @@ impl Booker {
             fault: config.fault,
             db_deadline: commit_timeout,
         }
+    }
+
+    /// When an in-flight entry made at `now` lapses (unix seconds): it must outlive the
+    /// deduction's commit or the give-back's ending, so the reconciler never takes a live
+    /// one for an abandoned one.
+    fn in_flight_deadline(&self, now: DateTime<Utc>) -> i64 {
+        now.timestamp() + self.in_flight_ttl.as_secs() as i64
     }
 
     async fn connection(&self) -> Result<deadpool_postgres::Object, BookingError> {
