@@ -60,8 +60,9 @@ impl PostgresServer {
     /// database exists.
     ///
     /// PGDATA is `dir/data`; the superuser's password is kept in `dir/password`, the
-    /// service role's in `dir/service-password`, and the server log in `dir/postgres.log`. When running as root, the server runs as the `postgres` user (or a
-    /// created `innkeeper` system user), because PostgreSQL refuses to run as root.
+    /// service role's in `dir/service-password`, and the server log in
+    /// `dir/postgres.log`. When running as root, the server runs as the `postgres` user (or
+    /// a created `innkeeper` system user), because PostgreSQL refuses to run as root.
     pub fn start(dir: &Path, durability: Durability) -> Result<Self, DevServicesError> {
         let binaries = Binaries::find()?;
         let account = service_account()?;

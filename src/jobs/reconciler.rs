@@ -17,9 +17,10 @@
 //!    makes its nights wait for the next pass instead of being guessed at. Settling rather
 //!    than removing is what makes a deduction made after step 1 and committed before step
 //!    3 visible at step 3: removed, it would leave no trace, and the script would set its
-//!    nights to a snapshot that may predate its commit, erasing it. An entry past its deadline at T belongs to a
-//!    transaction that had ended before the snapshot (commits are bounded well inside the
-//!    deadline), so Postgres' count already tells the truth about it.
+//!    nights to a snapshot that may predate its commit, erasing it. An entry past its
+//!    deadline at T belongs to a transaction that had ended before the snapshot (commits
+//!    are bounded well inside the deadline), so Postgres' count already tells the truth
+//!    about it.
 //!
 //! Every ending registers its give-back in the same hash before Postgres ends the stay,
 //! with negative rooms, and the release removes it: a cancel, a confirm that finds the
