@@ -73,24 +73,27 @@ struct TargetArgs {
 }
 
 impl TargetArgs {
-    async fn env(self, mode: &str) -> anyhow::Result<Env> {
+    async fn env(&self, mode: &str) -> anyhow::Result<Env> {
         Ok(Env {
             target: Target::parse(&self.base_url).await?,
-            staff: self.staff_token,
-            guest: self.guest_token,
+            staff: self.staff_token.clone(),
+            guest: self.guest_token.clone(),
             mode: mode.to_owned(),
-            database_url: self.database_url,
+            database_url: self.database_url.clone(),
             pid: self.pid,
             settle: Duration::from_secs(self.settle_seconds),
         })
     }
 }
 
+/// What every load run needs: where the service is, what the report calls the run, where
+/// its rows go, and the rush's hot room type.
 #[derive(Debug, clap::Args)]
-struct SuiteArgs {
+struct RunArgs {
     #[command(flatten)]
     target: TargetArgs,
-    /// `redis` or `db`: only a label, the server decides.
+    /// A label for the report, e.g. `redis`, `db` or `redis, admission on`: the server,
+    /// not this label, decides the mode.
     #[arg(long)]
     mode: String,
     #[arg(long)]
@@ -98,6 +101,28 @@ struct SuiteArgs {
     /// The hot room type's total inventory; sellable = floor(total * 1.10).
     #[arg(long, default_value_t = 100)]
     rush_inventory: i64,
+}
+
+impl RunArgs {
+    async fn env(&self) -> anyhow::Result<Env> {
+        self.target.env(&self.mode).await
+    }
+
+    /// Writes the run's rows, as `loadgen report` reads them.
+    fn write(&self, rows: Vec<Row>) -> anyhow::Result<()> {
+        let result = SuiteResult {
+            mode: self.mode.clone(),
+            rows,
+        };
+        std::fs::write(&self.out, serde_json::to_string_pretty(&result)?)?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct SuiteArgs {
+    #[command(flatten)]
+    run: RunArgs,
     /// Demand as a multiple of the sellable capacity.
     #[arg(long, default_value_t = 20)]
     rush_demand: u64,
@@ -121,15 +146,7 @@ struct SuiteArgs {
 #[derive(Debug, clap::Args)]
 struct OverloadArgs {
     #[command(flatten)]
-    target: TargetArgs,
-    /// A label for the report, e.g. `redis, admission on`.
-    #[arg(long)]
-    mode: String,
-    #[arg(long)]
-    out: PathBuf,
-    /// The hot room type's total inventory; sellable = floor(total * 1.10).
-    #[arg(long, default_value_t = 100)]
-    rush_inventory: i64,
+    run: RunArgs,
     /// Demand as a multiple of the sellable capacity: ten times the rush's.
     #[arg(long, default_value_t = 200)]
     demand: u64,
@@ -177,14 +194,14 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
-    let env = args.target.env(&args.mode).await?;
+    let env = args.run.env().await?;
     let duration = Duration::from_secs(args.seconds);
     let mut rows = Vec::new();
     if args.only != Some(Part::Spread) {
         eprintln!("[{}] rush and sold-out", env.mode);
         let (rush, sold_out) = scenarios::rush_and_sold_out(
             &env,
-            args.rush_inventory,
+            args.run.rush_inventory,
             args.rush_demand,
             args.rush_connections,
             args.connections,
@@ -193,7 +210,7 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         .await?;
         rows.extend([rush, sold_out]);
         eprintln!("[{}] the rush's burst on /healthz", env.mode);
-        let demand = (args.rush_inventory * 110 / 100) as u64 * args.rush_demand;
+        let demand = scenarios::sellable(args.run.rush_inventory) as u64 * args.rush_demand;
         rows.push(scenarios::burst_floor(&env, demand, args.rush_connections).await?);
         eprintln!("[{}] /healthz at full speed", env.mode);
         rows.push(scenarios::healthz_loop(&env, args.connections, duration).await?);
@@ -201,12 +218,7 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
     if args.only != Some(Part::Rush) {
         spread_and_availability(&env, args.hotels, args.connections, duration, &mut rows).await?;
     }
-    let result = SuiteResult {
-        mode: args.mode,
-        rows,
-    };
-    std::fs::write(&args.out, serde_json::to_string_pretty(&result)?)?;
-    Ok(())
+    args.run.write(rows)
 }
 
 async fn spread_and_availability(
@@ -239,9 +251,9 @@ async fn overload(args: OverloadArgs) -> anyhow::Result<()> {
         }
         (None, None) => anyhow::bail!("give --rate or --rate-past"),
     };
-    let env = args.target.env(&args.mode).await?;
+    let env = args.run.env().await?;
     let arrivals = scenarios::Arrivals {
-        attempts: (args.rush_inventory * 110 / 100) as u64 * args.demand,
+        attempts: scenarios::sellable(args.run.rush_inventory) as u64 * args.demand,
         rate,
         connections: args.connections,
     };
@@ -249,11 +261,6 @@ async fn overload(args: OverloadArgs) -> anyhow::Result<()> {
         "[{}] overload: {} attempts at {rate:.0}/s",
         env.mode, arrivals.attempts
     );
-    let row = scenarios::overload(&env, args.rush_inventory, &arrivals).await?;
-    let result = SuiteResult {
-        mode: args.mode,
-        rows: vec![row],
-    };
-    std::fs::write(&args.out, serde_json::to_string_pretty(&result)?)?;
-    Ok(())
+    let row = scenarios::overload(&env, args.run.rush_inventory, &arrivals).await?;
+    args.run.write(vec![row])
 }

@@ -103,6 +103,12 @@ pub(super) fn booking_body(
     )
 }
 
+/// The rooms a hot room type of `total_inventory` may sell, as API.md defines them:
+/// floor(total * ratio), at the rush hotels' ratio of 1.10.
+pub fn sellable(total_inventory: i64) -> i64 {
+    total_inventory * 110 / 100
+}
+
 /// The rush's hotel: a hot room type whose stay everyone wants, and another room type
 /// that keeps the hotel known to the service before the hot dates open.
 pub(super) struct HotStay {
@@ -111,7 +117,7 @@ pub(super) struct HotStay {
     pub other: i64,
     pub check_in: NaiveDate,
     pub check_out: NaiveDate,
-    /// Sellable rooms, as API.md defines them: floor(total * ratio), ratio 1.10.
+    /// Sellable rooms: [`sellable`] of its total.
     pub capacity: i64,
 }
 
@@ -149,7 +155,7 @@ impl HotStay {
             other,
             check_in,
             check_out,
-            capacity: (total_inventory * 110) / 100,
+            capacity: sellable(total_inventory),
         })
     }
 
