@@ -5,6 +5,7 @@ use std::fs;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
@@ -14,34 +15,34 @@ use tokio::net::TcpListener;
 use crate::booking::health::Health;
 use crate::booking::Booker;
 use crate::clock::Clock;
-use crate::config::{Config, InventoryMode, Secret, MIN_SECRET_BYTES};
+use crate::config::{Config, InventoryMode, RedisTarget, Secret, MIN_SECRET_BYTES};
 use crate::devservices::{read_or_create_secret, Durability, PostgresServer, RedisServer};
 use crate::http::auth::Auth;
 use crate::http::{self, AppState};
 use crate::inventory::{NightCache, RedisLink};
-use crate::jobs::{self, Archiver, Jobs, Reconciler, Sweeper};
+use crate::jobs::{self, Archiver, Jobs, Leases, Reconciler, Sweeper};
 use crate::{store, telemetry};
 
 /// The PostgreSQL and Redis this process talks to, and the private servers behind them
 /// when it runs on the embedded default.
 pub struct Backends {
     pub database_url: Secret,
-    pub redis_url: Secret,
+    pub redis: RedisTarget,
     embedded: Option<(PostgresServer, RedisServer)>,
 }
 
 impl Backends {
-    /// The servers named by `DATABASE_URL` and `REDIS_URL`, or, when both are unset, private
-    /// servers started under the data directory.
+    /// The servers named by `DATABASE_URL` and `REDIS_URL` (or `INNKEEPER_REDIS_CLUSTER`),
+    /// or, when all are unset, private servers started under the data directory.
     ///
     /// Blocking, and it must run on a thread that lives as long as the process (the main
     /// thread): the private servers are told to stop when the thread that started them ends.
     pub fn start(config: &Config) -> anyhow::Result<Self> {
         config.check()?;
-        match (&config.database_url, &config.redis_url) {
-            (Some(database_url), Some(redis_url)) => Ok(Self {
+        match (&config.database_url, config.redis_target()) {
+            (Some(database_url), Some(redis)) => Ok(Self {
                 database_url: database_url.clone(),
-                redis_url: redis_url.clone(),
+                redis,
                 embedded: None,
             }),
             _ => {
@@ -58,7 +59,7 @@ impl Backends {
                 );
                 Ok(Self {
                     database_url: Secret::new(postgres.url()),
-                    redis_url: Secret::new(redis.url()),
+                    redis: RedisTarget::Server(Secret::new(redis.url())),
                     embedded: Some((postgres, redis)),
                 })
             }
@@ -131,7 +132,7 @@ impl Application {
         let db = store::connect(backends.database_url.expose(), &config)?;
         store::migrate(&db).await?;
         store::prewarm(&db).await?;
-        let redis = RedisLink::connect(backends.redis_url.expose(), config.redis_pool_size)?;
+        let redis = RedisLink::open(&backends.redis, config.redis_pool_size)?;
         let auth = Arc::new(Auth::new(
             &jwt_secret(&config)?,
             clock.clone(),
@@ -161,6 +162,7 @@ impl Application {
             reconciler: Reconciler::new(db.clone(), cache, clock.clone(), config.limits),
             sweeper: Sweeper::new(booker.clone(), clock.clone()),
             archiver: Archiver::new(db.clone(), clock.clone(), config.archive_retention_days),
+            leases: Leases::new(db.clone()),
         };
         let state = AppState {
             rate_limits: http::rate_limits(config.rate_limit),
@@ -224,11 +226,22 @@ impl Application {
         };
         let upkeep = telemetry::run_metrics_upkeep(self.state.metrics.clone());
         tokio::select! {
-            () = server => Ok(()),
-            () = metrics => Ok(()),
-            () = jobs => Ok(()),
-            () = upkeep => Ok(()),
+            () = server => {},
+            () = metrics => {},
+            () = jobs => {},
+            () = upkeep => {},
         }
+        // Handing the jobs over now spares the other instances the wait for the leases to
+        // lapse; if Postgres cannot be reached they lapse anyway.
+        let release = self.state.jobs.leases.release();
+        match tokio::time::timeout(Duration::from_secs(2), release).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(error = format!("{error:#}"), "releasing the job leases")
+            }
+            Err(_elapsed) => tracing::warn!("releasing the job leases timed out"),
+        }
+        Ok(())
     }
 }
 

@@ -33,6 +33,46 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// The Redis innkeeper talks to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// One server, `REDIS_URL`.
+    Server(Secret),
+    /// A Redis Cluster, through the comma-separated seed nodes of `INNKEEPER_REDIS_CLUSTER`.
+    Cluster(Secret),
+}
+
+impl RedisTarget {
+    /// The URLs to connect to: one, or the cluster's seed nodes.
+    pub fn urls(&self) -> Vec<&str> {
+        match self {
+            RedisTarget::Server(url) => vec![url.expose()],
+            RedisTarget::Cluster(seeds) => seeds
+                .expose()
+                .split(',')
+                .map(str::trim)
+                .filter(|seed| !seed.is_empty())
+                .collect(),
+        }
+    }
+}
+
+/// Checks `INNKEEPER_REDIS_CLUSTER` without echoing it: seed URLs may carry the password.
+fn seed_nodes(seeds: &str) -> Result<(), ConfigError> {
+    let urls: Vec<&str> = seeds.split(',').map(str::trim).collect();
+    if urls
+        .iter()
+        .all(|url| url.starts_with("redis://") && url.len() > 8)
+    {
+        Ok(())
+    } else {
+        Err(ConfigError {
+            variable: "INNKEEPER_REDIS_CLUSTER",
+            problem: "must be a comma-separated list of redis:// URLs".into(),
+        })
+    }
+}
+
 /// Where inventory is pre-deducted before Postgres commits a booking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InventoryMode {
@@ -93,6 +133,9 @@ pub struct Config {
     pub database_url: Option<Secret>,
     /// `REDIS_URL`. See `database_url`.
     pub redis_url: Option<Secret>,
+    /// `INNKEEPER_REDIS_CLUSTER`: comma-separated `redis://` seed nodes of a Redis Cluster.
+    /// Set, it replaces `REDIS_URL`.
+    pub redis_cluster: Option<Secret>,
     /// `INNKEEPER_DATA_DIR`, default `.innkeeper`: the embedded servers' data and the
     /// generated JWT secret.
     pub data_dir: PathBuf,
@@ -172,6 +215,7 @@ impl Default for Config {
             metrics_bind: None,
             database_url: None,
             redis_url: None,
+            redis_cluster: None,
             data_dir: PathBuf::from(".innkeeper"),
             jwt_secret: None,
             max_token_ttl: Duration::from_secs(24 * 3600),
@@ -235,6 +279,9 @@ impl Config {
                 .transpose()?,
             database_url: get("DATABASE_URL").map(Secret::new),
             redis_url: get("REDIS_URL").map(Secret::new),
+            redis_cluster: get("INNKEEPER_REDIS_CLUSTER")
+                .map(|seeds| seed_nodes(&seeds).map(|()| Secret::new(seeds)))
+                .transpose()?,
             data_dir: get("INNKEEPER_DATA_DIR").map_or(defaults.data_dir, PathBuf::from),
             jwt_secret: get("INNKEEPER_JWT_SECRET").map(Secret::new),
             max_token_ttl: seconds(
@@ -361,7 +408,16 @@ impl Config {
     /// Whether this process starts its own PostgreSQL and Redis. Setting only one of the
     /// two URLs is refused by [`Config::check`], so "neither" is the only embedded case.
     pub fn is_embedded(&self) -> bool {
-        self.database_url.is_none() && self.redis_url.is_none()
+        self.database_url.is_none() && self.redis_target().is_none()
+    }
+
+    /// The Redis Cluster when `INNKEEPER_REDIS_CLUSTER` is set, else `REDIS_URL`'s server.
+    pub fn redis_target(&self) -> Option<RedisTarget> {
+        match (&self.redis_cluster, &self.redis_url) {
+            (Some(seeds), _) => Some(RedisTarget::Cluster(seeds.clone())),
+            (None, Some(url)) => Some(RedisTarget::Server(url.clone())),
+            (None, None) => None,
+        }
     }
 
     /// Refuses combinations that would silently do something surprising.
@@ -398,15 +454,15 @@ impl Config {
                 ),
             });
         }
-        match (&self.database_url, &self.redis_url) {
+        match (&self.database_url, self.redis_target()) {
             (Some(_), None) => Err(ConfigError {
                 variable: "REDIS_URL",
-                problem: "must be set when DATABASE_URL is (unset both for the embedded default)"
+                problem: "must be set when DATABASE_URL is, or INNKEEPER_REDIS_CLUSTER (unset all for the embedded default)"
                     .into(),
             }),
             (None, Some(_)) => Err(ConfigError {
                 variable: "DATABASE_URL",
-                problem: "must be set when REDIS_URL is (unset both for the embedded default)"
+                problem: "must be set when REDIS_URL or INNKEEPER_REDIS_CLUSTER is (unset all for the embedded default)"
                     .into(),
             }),
             _ => Ok(()),
@@ -600,6 +656,31 @@ mod tests {
     fn one_url_without_the_other_is_refused() {
         let config = Config::from_vars(vars(&[("DATABASE_URL", "postgres://h/db")])).unwrap();
         assert_eq!(config.check().unwrap_err().variable, "REDIS_URL");
+        let config =
+            Config::from_vars(vars(&[("INNKEEPER_REDIS_CLUSTER", "redis://h:7000")])).unwrap();
+        assert_eq!(config.check().unwrap_err().variable, "DATABASE_URL");
+    }
+
+    #[test]
+    fn a_redis_cluster_replaces_the_redis_url() {
+        let config = Config::from_vars(vars(&[
+            ("DATABASE_URL", "postgres://h/db"),
+            ("REDIS_URL", "redis://h/"),
+            (
+                "INNKEEPER_REDIS_CLUSTER",
+                "redis://:pw@a:7000, redis://:pw@b:7001",
+            ),
+        ]))
+        .unwrap();
+        config.check().unwrap();
+        let target = config.redis_target().unwrap();
+        assert!(matches!(target, RedisTarget::Cluster(_)));
+        assert_eq!(target.urls(), ["redis://:pw@a:7000", "redis://:pw@b:7001"]);
+        for bad in [",", "redis://a:1,", "http://a:1", "redis://:secret@a:1,b:2"] {
+            let error = Config::from_vars(vars(&[("INNKEEPER_REDIS_CLUSTER", bad)])).unwrap_err();
+            assert_eq!(error.variable, "INNKEEPER_REDIS_CLUSTER", "{bad}");
+            assert!(!error.problem.contains("secret"), "{}", error.problem);
+        }
     }
 
     #[test]

@@ -111,7 +111,7 @@ fn run(command: Option<Command>, config: Config) -> anyhow::Result<()> {
             store::migrate(&db).await?;
             let cache = match config.inventory_mode {
                 InventoryMode::Redis => Some(NightCache::new(
-                    RedisLink::connect(backends.redis_url.expose(), config.redis_pool_size)?,
+                    RedisLink::open(&backends.redis, config.redis_pool_size)?,
                     &config.redis_key_prefix,
                     config.in_flight_ttl,
                 )),

@@ -20,11 +20,13 @@
 //! backends, or Redis and its fork for snapshots) can be signalled as one process group.
 
 mod account;
+mod cluster;
 mod files;
 pub mod postgres;
 mod process;
 pub mod redis;
 
+pub use cluster::RedisCluster;
 pub use files::read_or_create_secret;
 pub use postgres::PostgresServer;
 pub use redis::RedisServer;

@@ -14,6 +14,22 @@ use super::files::{create_private_dir, load_or_create_password, open_log};
 use super::process::{find_in_path, is_executable, ServerProcess};
 use super::{free_port, io_error, DevServicesError, Durability, PASSWORD_FILE};
 
+/// A free port for a cluster node: its cluster bus listens on the port plus 10000, so both
+/// must be free and the port below 55536.
+fn free_cluster_port() -> Result<u16, DevServicesError> {
+    let bindable = |port: u16| std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok();
+    for _ in 0..2_000 {
+        let candidate = rand::Rng::gen_range(&mut rand::thread_rng(), 20_000..55_500);
+        if bindable(candidate) && bindable(candidate + 10_000) {
+            return Ok(candidate);
+        }
+    }
+    Err(io_error(
+        "finding a free port below 55536 whose cluster bus port is free too",
+        std::io::Error::from(std::io::ErrorKind::AddrInUse),
+    ))
+}
+
 const CONFIG_FILE: &str = "redis.conf";
 const LOG_FILE: &str = "redis.log";
 
@@ -49,6 +65,15 @@ impl RedisServer {
     /// The settings, password included, go to `redis.conf` (mode 0600) rather than the command
     /// line, where any local user could read them.
     pub fn start(dir: &Path, durability: Durability) -> Result<Self, DevServicesError> {
+        Self::start_as(dir, durability, Mode::Standalone)
+    }
+
+    /// Starts a server as [`start`](Self::start) does, alone or as a node of a cluster.
+    pub(super) fn start_as(
+        dir: &Path,
+        durability: Durability,
+        mode: Mode,
+    ) -> Result<Self, DevServicesError> {
         let binary = ["/usr/bin/redis-server", "/usr/sbin/redis-server"]
             .into_iter()
             .map(PathBuf::from)
@@ -62,8 +87,11 @@ impl RedisServer {
         let account = service_account()?;
         let dir = create_private_dir(dir)?;
         let password = load_or_create_password(&dir, PASSWORD_FILE)?;
-        let port = free_port()?;
-        write_config(&dir, port, &password, durability)?;
+        let port = match mode {
+            Mode::Standalone => free_port()?,
+            Mode::ClusterNode => free_cluster_port()?,
+        };
+        write_config(&dir, port, &password, durability, mode)?;
         open_log(&dir.join(LOG_FILE))?;
         hand_over(&dir, account)?;
         let mut server = RedisServer {
@@ -140,15 +168,36 @@ impl Drop for RedisServer {
     }
 }
 
+/// Whether a server stands alone or is a node of a Redis Cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    Standalone,
+    /// Replicas authenticate to their primary with the same password as clients, a node
+    /// that stops answering for a second is failed over, and a replica is promoted however
+    /// far behind it is (fault tests make it lag on purpose).
+    ClusterNode,
+}
+
 fn write_config(
     dir: &Path,
     port: u16,
     password: &str,
     durability: Durability,
+    mode: Mode,
 ) -> Result<(), DevServicesError> {
     let persistence = match durability {
         Durability::Durable => "appendonly yes\nappendfsync everysec\n",
         Durability::Throwaway => "save \"\"\nappendonly no\n",
+    };
+    let cluster = match mode {
+        Mode::Standalone => String::new(),
+        Mode::ClusterNode => format!(
+            "cluster-enabled yes\n\
+             cluster-config-file nodes.conf\n\
+             cluster-node-timeout 1000\n\
+             cluster-replica-validity-factor 0\n\
+             masterauth {password}\n"
+        ),
     };
     let config = format!(
         "# Written by innkeeper on every start; edits are lost.\n\
@@ -159,7 +208,7 @@ fn write_config(
          daemonize no\n\
          logfile \"\"\n\
          dir {}\n\
-         {persistence}",
+         {persistence}{cluster}",
         quote(&dir.to_string_lossy())
     );
     let path = dir.join(CONFIG_FILE);

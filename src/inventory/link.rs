@@ -7,23 +7,79 @@
 //! instead: calls issued together leave in one write and their replies come back in one
 //! read, and no call ever waits for a free connection.
 //!
-//! A connection that failed is suspect: before its next call it must answer a `PING`. The
-//! connection manager keeps a failed reconnect attempt until the next call starts another,
-//! so without the probe the first call after Redis comes back would still fail.
+//! A connection to one server that failed is suspect: before its next call it must answer
+//! a `PING`. The connection manager keeps a failed reconnect attempt until the next call
+//! starts another, so without the probe the first call after Redis comes back would still
+//! fail.
+//!
+//! A Redis Cluster is reached through the redis crate's cluster connection, which routes
+//! each call to the primary of its keys' slot, follows `MOVED` and `ASK` redirects,
+//! refreshes its slot map on `READONLY` (a write that reached a primary demoted by a
+//! failover) and reconnects to nodes on its own. It gets no `PING` probe: a cluster `PING`
+//! goes to every primary, so one primary down would stall the calls of every other slot.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::RedisResult;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
 use super::{CacheError, CALL_TIMEOUT};
+use crate::config::RedisTarget;
 
 /// How long opening a connection may take: an unreachable Redis shows within a second,
 /// and the booking path carries on through Postgres alone.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Attempts of one cluster call after a redirect, a reconnect or a `TRYAGAIN`. Every call
+/// is bounded by [`CALL_TIMEOUT`] anyway; the waits between attempts are kept short so that
+/// a slot that moved is found again well inside it.
+const CLUSTER_RETRIES: u32 = 4;
+const CLUSTER_RETRY_WAIT_MS: (u64, u64) = (20, 400);
+
+/// A connection to one server or to a cluster: every call site issues commands and
+/// scripts the same way through either.
+#[derive(Clone)]
+pub enum Connection {
+    Server(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Server(connection) => connection.req_packed_command(cmd),
+            Connection::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Server(connection) => {
+                connection.req_packed_commands(pipeline, offset, count)
+            }
+            Connection::Cluster(connection) => {
+                connection.req_packed_commands(pipeline, offset, count)
+            }
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Server(connection) => connection.get_db(),
+            Connection::Cluster(connection) => connection.get_db(),
+        }
+    }
+}
 
 /// A few multiplexed connections to one Redis, handed out in turn. Each reconnects on its
 /// own after an I/O error: one attempt per call while Redis stays down, so a call during
@@ -39,7 +95,7 @@ struct Inner {
 }
 
 struct Line {
-    connection: ConnectionManager,
+    connection: Connection,
     /// Calls in flight on this connection, for the pool gauges.
     calls: AtomicUsize,
     /// Its last call failed: probe it before the next.
@@ -61,24 +117,55 @@ impl RedisLink {
     /// `size` connections to the Redis at `url`, opened on first use: innkeeper starts,
     /// and serves through Postgres, while Redis is down.
     pub fn connect(url: &str, size: usize) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url).context("REDIS_URL is not a valid Redis URL")?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_number_of_retries(0)
-            // Calls are bounded by the caller (inventory::CALL_TIMEOUT).
-            .set_response_timeout(None);
-        let lines = (0..size.max(1))
-            .map(|_| {
-                let connection =
-                    ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
-                        .context("configuring a Redis connection")?;
-                Ok(Line {
-                    connection,
-                    calls: AtomicUsize::new(0),
-                    suspect: AtomicBool::new(false),
-                })
+        Self::open(&RedisTarget::Server(crate::config::Secret::new(url)), size)
+    }
+
+    /// `size` connections to a server or a cluster, opened on first use (see
+    /// [`connect`](Self::connect)).
+    pub fn open(target: &RedisTarget, size: usize) -> anyhow::Result<Self> {
+        let connections = match target {
+            RedisTarget::Server(url) => {
+                let client = redis::Client::open(url.expose())
+                    .context("REDIS_URL is not a valid Redis URL")?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_number_of_retries(0)
+                    // Calls are bounded by the caller (inventory::CALL_TIMEOUT).
+                    .set_response_timeout(None);
+                (0..size.max(1))
+                    .map(|_| {
+                        ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
+                            .map(Connection::Server)
+                            .context("configuring a Redis connection")
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?
+            }
+            RedisTarget::Cluster(_) => {
+                let client = ClusterClient::builder(target.urls())
+                    .connection_timeout(CONNECT_TIMEOUT)
+                    .response_timeout(CALL_TIMEOUT)
+                    .retries(CLUSTER_RETRIES)
+                    .min_retry_wait(CLUSTER_RETRY_WAIT_MS.0)
+                    .max_retry_wait(CLUSTER_RETRY_WAIT_MS.1)
+                    .build()
+                    .context("INNKEEPER_REDIS_CLUSTER does not name valid Redis seed nodes")?;
+                (0..size.max(1))
+                    .map(|_| {
+                        Connection::Cluster(
+                            client.get_pending_async_connection_with_config(ClusterConfig::new()),
+                        )
+                    })
+                    .collect()
+            }
+        };
+        let lines = connections
+            .into_iter()
+            .map(|connection| Line {
+                connection,
+                calls: AtomicUsize::new(0),
+                suspect: AtomicBool::new(false),
             })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+            .collect();
         Ok(Self {
             inner: Arc::new(Inner {
                 lines,
@@ -100,10 +187,11 @@ impl RedisLink {
             link: self.inner.clone(),
             index,
         };
-        if line.suspect.load(Ordering::Relaxed) {
+        let probe = matches!(line.connection, Connection::Server(_));
+        if probe && line.suspect.load(Ordering::Relaxed) {
             let mut outcome = Ok(());
             for _ in 0..2 {
-                let mut connection = call.manager();
+                let mut connection = call.handle();
                 outcome = call
                     .bounded(
                         CONNECT_TIMEOUT,
@@ -124,7 +212,7 @@ impl RedisLink {
     pub async fn ping(&self, timeout: Duration) -> bool {
         let probe = async {
             let call = self.connection().await.ok()?;
-            call.run(redis::cmd("PING").query_async::<String>(&mut call.manager()))
+            call.run(redis::cmd("PING").query_async::<String>(&mut call.handle()))
                 .await
                 .ok()
         };
@@ -148,14 +236,14 @@ impl RedisLink {
 
 /// One call's use of a shared connection.
 pub struct Call {
-    connection: ConnectionManager,
+    connection: Connection,
     link: Arc<Inner>,
     index: usize,
 }
 
 impl Call {
     /// A handle on the connection to issue the call through.
-    pub fn manager(&self) -> ConnectionManager {
+    pub fn handle(&self) -> Connection {
         self.connection.clone()
     }
 

@@ -112,9 +112,9 @@ impl NightCache {
     /// marker, the hotel's in-flight hash.
     fn stay_invocation<'a>(
         &self,
-        script: &'a redis::Script,
+        script: &'a scripts::InventoryScript,
         stay: &Stay,
-    ) -> redis::ScriptInvocation<'a> {
+    ) -> scripts::ScriptCall<'a> {
         let mut invocation = script.prepare_invoke();
         for night in stay.nights() {
             invocation.key(self.keys.night(stay.hotel_id, stay.room_type_id, night));
@@ -129,7 +129,7 @@ impl NightCache {
     /// in flight until `deadline` (unix seconds), by which its transaction has surely ended.
     pub async fn reserve(&self, stay: &Stay, deadline: i64) -> Result<PreDeduct, CacheError> {
         let call = self.link.connection().await?;
-        let mut connection = call.manager();
+        let mut connection = call.handle();
         let mut invocation = self.stay_invocation(&scripts::RESERVE, stay);
         invocation
             .arg(stay.rooms)
@@ -137,7 +137,7 @@ impl NightCache {
             .arg(stay.reservation_id.to_string())
             .arg(in_flight_entry(stay, deadline));
         let started = std::time::Instant::now();
-        let reply: Vec<i64> = call.run(invocation.invoke_async(&mut connection)).await?;
+        let reply: Vec<i64> = call.run(invocation.invoke(&mut connection)).await?;
         telemetry::observe_script("reserve", started);
         scripts::decode_reserve(&reply).ok_or(CacheError::UnknownReply(reply))
     }
@@ -155,14 +155,14 @@ impl NightCache {
 
     async fn release(&self, stay: &Stay, mode: &str) -> Result<bool, CacheError> {
         let call = self.link.connection().await?;
-        let mut connection = call.manager();
+        let mut connection = call.handle();
         let mut invocation = self.stay_invocation(&scripts::RELEASE, stay);
         invocation
             .arg(stay.rooms)
             .arg(mode)
             .arg(stay.reservation_id.to_string());
         let started = std::time::Instant::now();
-        let released: i64 = call.run(invocation.invoke_async(&mut connection)).await?;
+        let released: i64 = call.run(invocation.invoke(&mut connection)).await?;
         telemetry::observe_script("release", started);
         Ok(released == 1)
     }
@@ -179,7 +179,7 @@ impl NightCache {
         }
         let call = self.link.connection().await?;
         let marks = by_hotel.into_iter().map(|(hotel_id, stays)| {
-            let mut connection = call.manager();
+            let mut connection = call.handle();
             let mut invocation = scripts::COMMIT.prepare_invoke();
             invocation.key(self.keys.in_flight(hotel_id));
             for stay in &stays {
@@ -189,7 +189,7 @@ impl NightCache {
             for stay in &stays {
                 invocation.arg(stay.reservation_id.to_string());
             }
-            async move { invocation.invoke_async::<i64>(&mut connection).await }
+            async move { invocation.invoke::<i64>(&mut connection).await }
         });
         let started = std::time::Instant::now();
         let marked = call.run(futures::future::try_join_all(marks)).await;
@@ -203,7 +203,7 @@ impl NightCache {
     /// leaves its nights alone until the release (which removes the entry) has landed.
     pub async fn begin_give_back(&self, stay: &Stay, deadline: i64) -> Result<(), CacheError> {
         let call = self.link.connection().await?;
-        let mut connection = call.manager();
+        let mut connection = call.handle();
         let mut command = redis::cmd("HSET");
         command
             .arg(self.keys.in_flight(stay.hotel_id))
@@ -217,7 +217,7 @@ impl NightCache {
     /// whose stay Postgres did not end after all.
     pub async fn abandon_give_back(&self, stay: &Stay) -> Result<(), CacheError> {
         let call = self.link.connection().await?;
-        let mut connection = call.manager();
+        let mut connection = call.handle();
         let mut command = redis::cmd("HDEL");
         command
             .arg(self.keys.in_flight(stay.hotel_id))
@@ -229,7 +229,7 @@ impl NightCache {
     /// The hotel's in-flight deductions and give-backs: (reservation id, entry).
     pub async fn in_flight(&self, hotel_id: i64) -> Result<Vec<(String, String)>, CacheError> {
         let call = self.link.connection().await?;
-        let mut connection = call.manager();
+        let mut connection = call.handle();
         let mut command = redis::cmd("HGETALL");
         command.arg(self.keys.in_flight(hotel_id));
         call.run(command.query_async(&mut connection)).await
@@ -246,7 +246,7 @@ impl NightCache {
         known: &[KnownDeduction],
     ) -> Result<ReconcileCounts, CacheError> {
         let call = self.link.connection().await?;
-        let mut connection = call.manager();
+        let mut connection = call.handle();
         let mut invocation = scripts::RECONCILE.prepare_invoke();
         for night in nights {
             invocation.key(self.keys.night(hotel_id, room_type_id, night.date));
@@ -272,7 +272,7 @@ impl NightCache {
                 .arg(&deduction.entry);
         }
         let started = std::time::Instant::now();
-        let reply: Vec<i64> = call.run(invocation.invoke_async(&mut connection)).await?;
+        let reply: Vec<i64> = call.run(invocation.invoke(&mut connection)).await?;
         telemetry::observe_script("reconcile", started);
         match reply[..] {
             [checked, drifted, repaired, deferred] => Ok(ReconcileCounts {
@@ -297,7 +297,7 @@ impl NightCache {
             return Ok(());
         }
         let call = self.link.connection().await?;
-        let mut connection = call.manager();
+        let mut connection = call.handle();
         let mut invocation = scripts::LOAD_NIGHTS.prepare_invoke();
         invocation.arg(match mode {
             LoadMode::Absent => "absent",
@@ -312,7 +312,7 @@ impl NightCache {
                 .arg(night_expires_at(night.date));
         }
         let started = std::time::Instant::now();
-        let _written: i64 = call.run(invocation.invoke_async(&mut connection)).await?;
+        let _written: i64 = call.run(invocation.invoke(&mut connection)).await?;
         telemetry::observe_script("load_nights", started);
         Ok(())
     }
@@ -326,7 +326,7 @@ impl NightCache {
         nights: &[NaiveDate],
     ) -> Result<Vec<Vec<Option<CachedNight>>>, CacheError> {
         let call = self.link.connection().await?;
-        let mut connection = call.manager();
+        let mut connection = call.handle();
         let mut pipe = redis::pipe();
         for room_type_id in room_type_ids {
             for key in self.night_keys(hotel_id, *room_type_id, nights) {

@@ -1,22 +1,99 @@
 //! The Lua scripts of lua/, embedded in the binary, and the meaning of their replies.
 //!
-//! `redis::Script` sends EVALSHA and, on NOSCRIPT (Redis restarted, failed over or ran
-//! SCRIPT FLUSH), loads the script and retries, so callers never handle that case.
+//! A call sends EVALSHA and, on NOSCRIPT (Redis restarted or ran SCRIPT FLUSH, or a
+//! replica was just promoted: a script cache is not replicated), sends the script itself
+//! with EVAL, which also caches it there, so callers never handle that case. The redis
+//! crate's own `Script` answers NOSCRIPT with a SCRIPT LOAD sent to every node of a
+//! cluster, which fails while any node is unreachable, as one is during the very failover
+//! that caused the NOSCRIPT; EVAL goes only to the slot's new primary.
 
 use std::sync::LazyLock;
 
-use redis::Script;
+use redis::aio::ConnectionLike;
+use redis::{FromRedisValue, RedisResult, ServerErrorKind, ToRedisArgs};
 
-pub static RESERVE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../lua/reserve.lua")));
-pub static COMMIT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../lua/commit.lua")));
-pub static RELEASE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../lua/release.lua")));
-pub static LOAD_NIGHTS: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../lua/load_nights.lua")));
-pub static RECONCILE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../lua/reconcile.lua")));
+/// A Lua script and its SHA1, as EVALSHA names it.
+pub struct InventoryScript {
+    code: &'static str,
+    hash: String,
+}
+
+impl InventoryScript {
+    fn new(code: &'static str) -> Self {
+        Self {
+            code,
+            hash: redis::Script::new(code).get_hash().to_owned(),
+        }
+    }
+
+    /// A call of the script, to be given its keys and arguments.
+    pub fn prepare_invoke(&self) -> ScriptCall<'_> {
+        ScriptCall {
+            script: self,
+            keys: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+}
+
+/// One call of a script: its keys (which must share one cluster slot) and arguments.
+pub struct ScriptCall<'a> {
+    script: &'a InventoryScript,
+    keys: Vec<Vec<u8>>,
+    args: Vec<Vec<u8>>,
+}
+
+impl ScriptCall<'_> {
+    pub fn key(&mut self, key: impl ToRedisArgs) -> &mut Self {
+        self.keys.extend(key.to_redis_args());
+        self
+    }
+
+    pub fn arg(&mut self, arg: impl ToRedisArgs) -> &mut Self {
+        self.args.extend(arg.to_redis_args());
+        self
+    }
+
+    /// EVALSHA, and EVAL after a NOSCRIPT.
+    pub async fn invoke<T: FromRedisValue>(
+        &self,
+        connection: &mut impl ConnectionLike,
+    ) -> RedisResult<T> {
+        match self
+            .command("EVALSHA", &self.script.hash)
+            .query_async(connection)
+            .await
+        {
+            Err(error) if error.kind() == redis::ErrorKind::Server(ServerErrorKind::NoScript) => {
+                self.command("EVAL", self.script.code)
+                    .query_async(connection)
+                    .await
+            }
+            outcome => outcome,
+        }
+    }
+
+    fn command(&self, name: &str, script: &str) -> redis::Cmd {
+        let mut command = redis::cmd(name);
+        command
+            .arg(script)
+            .arg(self.keys.len())
+            .arg(&self.keys)
+            .arg(&self.args);
+        command
+    }
+}
+
+pub static RESERVE: LazyLock<InventoryScript> =
+    LazyLock::new(|| InventoryScript::new(include_str!("../../lua/reserve.lua")));
+pub static COMMIT: LazyLock<InventoryScript> =
+    LazyLock::new(|| InventoryScript::new(include_str!("../../lua/commit.lua")));
+pub static RELEASE: LazyLock<InventoryScript> =
+    LazyLock::new(|| InventoryScript::new(include_str!("../../lua/release.lua")));
+pub static LOAD_NIGHTS: LazyLock<InventoryScript> =
+    LazyLock::new(|| InventoryScript::new(include_str!("../../lua/load_nights.lua")));
+pub static RECONCILE: LazyLock<InventoryScript> =
+    LazyLock::new(|| InventoryScript::new(include_str!("../../lua/reconcile.lua")));
 
 /// What reserve.lua did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,17 +1,39 @@
 //! Background jobs that keep the cache honest and Postgres small: the reconciler, the hold
 //! sweeper and the archiver. Each is a `run_once` step that tests drive one at a time,
 //! looped by [`run_until_stopped`] at its configured interval.
+//!
+//! However many instances serve, each job runs on one of them: the one holding its lease
+//! in Postgres (`job_leases`), which it renews at every step. A lease lasts two intervals
+//! plus [`LEASE_GRACE`], so an instance that dies or freezes hands a job over within three
+//! of its intervals plus the grace: the lease lapses, and another instance takes it at its
+//! next step. An instance that stops cleanly gives its leases up at once.
+//!
+//! The lease saves work; safety does not rest on it. A step that outlasts its lease, or a
+//! frozen holder that wakes after losing it, can run beside the new holder's step, and
+//! each job is correct when two of its steps overlap: reconcile passes never erase a
+//! deduction in flight whoever runs them (see `reconciler`), the sweeper expires only
+//! holds Postgres still finds due and withdraws the give-backs of those it lost, and the
+//! archiver moves each row in the statement that deletes it.
 
 pub mod archiver;
 pub mod reconciler;
 pub mod sweeper;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use uuid::Uuid;
+
+use crate::store::leases;
 
 pub use archiver::Archiver;
 pub use reconciler::{ReconcileReport, Reconciler};
 pub use sweeper::Sweeper;
+
+/// How much later than its interval a holder's renewal may come before its lease lapses.
+pub const LEASE_GRACE: Duration = Duration::from_secs(5);
 
 /// The three jobs of one process.
 #[derive(Clone)]
@@ -19,6 +41,46 @@ pub struct Jobs {
     pub reconciler: Reconciler,
     pub sweeper: Sweeper,
     pub archiver: Archiver,
+    pub leases: Leases,
+}
+
+/// This instance's claim on the jobs' leases.
+#[derive(Clone)]
+pub struct Leases {
+    db: Pool,
+    holder: Arc<str>,
+}
+
+impl Leases {
+    /// A holder name unique to this process, and telling an operator which one it is.
+    pub fn new(db: Pool) -> Self {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|name| name.trim().to_owned())
+            .unwrap_or_else(|_| "unknown host".into());
+        Self {
+            db,
+            holder: format!(
+                "pid {} on {host} ({})",
+                std::process::id(),
+                Uuid::new_v4().simple()
+            )
+            .into(),
+        }
+    }
+
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// Renews or takes the lease of `job`, run every `period`.
+    async fn claim(&self, job: &str, period: Duration) -> anyhow::Result<bool> {
+        leases::claim(&self.db, job, &self.holder, period * 2 + LEASE_GRACE).await
+    }
+
+    /// Gives every lease of this instance up, for another to take at its next step.
+    pub async fn release(&self) -> anyhow::Result<()> {
+        leases::release_all(&self.db, &self.holder).await
+    }
 }
 
 /// Runs every job at its interval until the returned future is dropped; it never completes
@@ -34,23 +96,25 @@ pub async fn run_until_stopped(
     let reconciler = jobs.reconciler.clone();
     let sweeper = jobs.sweeper.clone();
     let archiver = jobs.archiver.clone();
+    let leases = &jobs.leases;
     tokio::join!(
-        every(reconcile, "reconciler", move || {
+        every(leases, reconcile, "reconciler", move || {
             let reconciler = reconciler.clone();
             async move { reconciler.run_once().await.map(|_| ()) }
         }),
-        every(sweep, "hold sweeper", move || {
+        every(leases, sweep, "hold sweeper", move || {
             let sweeper = sweeper.clone();
             async move { sweeper.run_once().await.map(|_| ()) }
         }),
-        every(archive, "archiver", move || {
+        every(leases, archive, "archiver", move || {
             let archiver = archiver.clone();
             async move { archiver.run_once().await.map(|_| ()) }
         }),
     );
 }
 
-async fn every<F, Fut>(period: Duration, name: &'static str, step: F)
+/// Runs `step` every `period` while this instance holds the job's lease.
+async fn every<F, Fut>(leases: &Leases, period: Duration, name: &'static str, step: F)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
@@ -60,8 +124,32 @@ where
     }
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut held = false;
     loop {
         ticks.tick().await;
+        let holds = match leases.claim(name, period).await {
+            Ok(holds) => holds,
+            Err(error) => {
+                tracing::warn!(
+                    job = name,
+                    error = format!("{error:#}"),
+                    "could not claim the job's lease"
+                );
+                false
+            }
+        };
+        if holds != held {
+            tracing::info!(
+                job = name,
+                holder = leases.holder(),
+                holds,
+                "job lease changed hands"
+            );
+            held = holds;
+        }
+        if !holds {
+            continue;
+        }
         if let Err(error) = step().await {
             tracing::warn!(
                 job = name,

@@ -5,6 +5,7 @@
 
 pub mod hotels;
 pub mod inventory;
+pub mod leases;
 pub mod page;
 pub mod reservations;
 pub mod room_types;

@@ -19,18 +19,18 @@ use uuid::Uuid;
 
 use crate::helpers::{children_of, stay, Options, TestApp};
 
-const NIGHTS: u64 = 4;
-const TOTAL: i64 = 80;
+pub const NIGHTS: u64 = 4;
+pub const TOTAL: i64 = 80;
 
 /// Private servers for one fault test, in a directory removed at the end.
-struct Servers {
+pub struct Servers {
     dir: PathBuf,
     postgres: PostgresServer,
     redis: RedisServer,
 }
 
 impl Servers {
-    fn start(name: &str) -> Self {
+    pub fn start(name: &str) -> Self {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("fault-{name}-{}", Uuid::new_v4().simple()));
         // Durable: with the test cluster's synchronous_commit=off an immediate stop loses
@@ -64,6 +64,13 @@ impl Servers {
     }
 }
 
+impl Servers {
+    /// The database innkeeper uses on these servers.
+    pub fn database_url(&self) -> String {
+        self.postgres.url()
+    }
+}
+
 impl Drop for Servers {
     fn drop(&mut self) {
         let _ = self.redis.stop();
@@ -74,7 +81,7 @@ impl Drop for Servers {
 
 /// Books `count` stays, `concurrency` at a time, and returns the ids answered 201 and
 /// every status seen. `progress` counts finished requests, for placing the fault.
-async fn book_load(
+pub async fn book_load(
     app: &TestApp,
     hotel: i64,
     room_type: i64,
@@ -117,7 +124,7 @@ async fn book_load(
     )
 }
 
-async fn wait_for(progress: &AtomicUsize, at_least: usize) {
+pub async fn wait_for(progress: &AtomicUsize, at_least: usize) {
     let started = Instant::now();
     while progress.load(Ordering::SeqCst) < at_least {
         assert!(
@@ -129,7 +136,7 @@ async fn wait_for(progress: &AtomicUsize, at_least: usize) {
 }
 
 /// The four checks of the module header.
-async fn assert_consistent(
+pub async fn assert_consistent(
     app: &TestApp,
     hotel: i64,
     room_type: i64,
@@ -341,13 +348,29 @@ async fn bookings_answer_503_while_postgres_is_down_and_give_redis_back() {
 }
 
 /// A real `innkeeper serve` on the given servers, killed if the test panics.
-struct Innkeeper {
-    child: std::process::Child,
-    base: String,
+pub struct Innkeeper {
+    pub child: std::process::Child,
+    pub base: String,
 }
 
 impl Innkeeper {
+    /// With its background jobs off: fault tests drive them.
     async fn start(servers: &Servers, prefix: &str, fault: Option<&str>) -> Self {
+        Self::start_with(
+            servers,
+            prefix,
+            fault,
+            &[("INNKEEPER_RECONCILE_INTERVAL_SECS", "0")],
+        )
+        .await
+    }
+
+    pub async fn start_with(
+        servers: &Servers,
+        prefix: &str,
+        fault: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -362,7 +385,7 @@ impl Innkeeper {
             .env("INNKEEPER_REDIS_KEY_PREFIX", prefix)
             .env("INNKEEPER_IN_FLIGHT_TTL", "8")
             .env("INNKEEPER_DB_STATEMENT_TIMEOUT_MS", "1000")
-            .env("INNKEEPER_RECONCILE_INTERVAL_SECS", "0")
+            .envs(env.iter().copied())
             .env("RUST_LOG", "error")
             .env_remove("INNKEEPER_FAULT")
             .stdout(std::process::Stdio::null())

@@ -178,6 +178,8 @@ pub struct Options {
     pub redis_url: Option<String>,
     /// A PostgreSQL database of the test's own (migrated on start), for fault tests.
     pub database_url: Option<String>,
+    /// A Redis key prefix shared with another instance, for tests of several instances.
+    pub prefix: Option<String>,
     /// More settings, as environment variables.
     pub env: Vec<(&'static str, String)>,
 }
@@ -189,6 +191,7 @@ impl Default for Options {
             now: Utc::now(),
             redis_url: None,
             database_url: None,
+            prefix: None,
             env: Vec::new(),
         }
     }
@@ -232,7 +235,10 @@ impl TestApp {
             None => clone_template(shared).await,
         };
 
-        let prefix = format!("test:{}:", Uuid::new_v4().simple());
+        let prefix = options
+            .prefix
+            .clone()
+            .unwrap_or_else(|| format!("test:{}:", Uuid::new_v4().simple()));
         let mut vars = HashMap::new();
         vars.insert("DATABASE_URL".into(), database_url);
         // Background jobs are driven step by step by the tests.
@@ -268,7 +274,7 @@ impl TestApp {
         // The test's own handles on the server's stores, to look behind the API.
         let db = innkeeper::store::connect(backends.database_url.expose(), &config)
             .expect("a pool for the test");
-        let redis = RedisLink::connect(backends.redis_url.expose(), 1).expect("a Redis link");
+        let redis = RedisLink::open(&backends.redis, 1).expect("a Redis link");
         let cache = NightCache::new(redis.clone(), &prefix, config.in_flight_ttl);
         let clock = Arc::new(ManualClock::new(options.now));
         let application = Application::build(config, &backends, clock.clone())
@@ -460,12 +466,12 @@ impl TestApp {
     }
 
     /// A direct connection to the test's Redis, for looking behind innkeeper's back.
-    pub async fn redis_connection(&self) -> redis::aio::ConnectionManager {
+    pub async fn redis_connection(&self) -> innkeeper::inventory::link::Connection {
         self.redis
             .connection()
             .await
             .expect("a Redis connection")
-            .manager()
+            .handle()
     }
 
     /// Redis' `res` of one night, `None` when Redis does not hold the night.

@@ -225,7 +225,7 @@ async fn night_keys_expire_a_day_after_their_night() {
     let app = TestApp::spawn().await;
     let (hotel, room_type) = app.hotel_with_inventory(1.0, 5, app.night(3), 1).await;
     let night = app.night(3);
-    let mut connection = app.redis.connection().await.unwrap().manager();
+    let mut connection = app.redis.connection().await.unwrap().handle();
     let expires_at: i64 = redis::cmd("EXPIRETIME")
         .arg(app.night_key(hotel, room_type, night))
         .query_async(&mut connection)
@@ -268,7 +268,7 @@ async fn the_reconciler_repairs_redis_in_both_directions() {
             201
         );
     }
-    let mut connection = app.redis.connection().await.unwrap().manager();
+    let mut connection = app.redis.connection().await.unwrap().handle();
     // Night 1 lost its deductions (as after a restart), night 2 kept one that never
     // committed, night 3 vanished.
     app.set_reserved_in_redis(hotel, room_type, app.night(1), 0)
@@ -588,4 +588,114 @@ async fn the_reconciler_leaves_the_nights_of_a_give_back_in_flight_alone() {
         app.reserved_in_redis(hotel, room_type, night).await,
         Some(1)
     );
+}
+
+/// Which pid holds each job's lease, read from `job_leases`.
+async fn lease_holders(database_url: &str) -> Vec<(String, u32)> {
+    let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let rows = client
+        .query(
+            "SELECT job, holder FROM job_leases WHERE expires_at > now() ORDER BY job",
+            &[],
+        )
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|row| {
+            let holder: String = row.get(1);
+            let pid = holder
+                .strip_prefix("pid ")
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|pid| pid.parse().ok())
+                .unwrap_or_else(|| panic!("a holder names its pid: {holder}"));
+            (row.get(0), pid)
+        })
+        .collect()
+}
+
+/// `innkeeper_reconciler_runs_total` of one instance.
+async fn reconcile_runs(base: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix("innkeeper_reconciler_runs_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("the counter is exported")
+}
+
+/// Two real instances on one database, every job at 1 s: each job runs on the instance
+/// holding its lease and nowhere else, and when that instance is killed -9 the other
+/// takes its jobs over once the leases lapse (two intervals plus the grace).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_job_runs_on_one_instance_and_moves_when_it_dies() {
+    use crate::faults::{Innkeeper, Servers};
+
+    let servers = Servers::start("leases");
+    let env = [
+        ("INNKEEPER_RECONCILE_INTERVAL_SECS", "1"),
+        ("INNKEEPER_SWEEP_INTERVAL_SECS", "1"),
+        ("INNKEEPER_ARCHIVE_INTERVAL_SECS", "1"),
+    ];
+    let prefix = format!("test:{}:", Uuid::new_v4().simple());
+    let mut instances = [
+        Innkeeper::start_with(&servers, &prefix, None, &env).await,
+        Innkeeper::start_with(&servers, &prefix, None, &env).await,
+    ];
+    let database_url = servers.database_url();
+    let started = std::time::Instant::now();
+    let holders = loop {
+        let holders = lease_holders(&database_url).await;
+        if holders.len() == 3 {
+            break holders;
+        }
+        assert!(started.elapsed().as_secs() < 30, "leases: {holders:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let pids: Vec<u32> = instances.iter().map(|i| i.child.id()).collect();
+    assert!(
+        holders.iter().all(|(_, pid)| pids.contains(pid)),
+        "{holders:?}"
+    );
+    let reconciler = holders
+        .iter()
+        .find(|(job, _)| job == "reconciler")
+        .map(|(_, pid)| *pid)
+        .unwrap();
+    let (holder, other) = if reconciler == pids[0] {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(reconcile_runs(&instances[holder].base).await >= 2.0);
+    assert_eq!(reconcile_runs(&instances[other].base).await, 0.0);
+
+    instances[holder].child.kill().unwrap();
+    instances[holder].child.wait().unwrap();
+    let killed = std::time::Instant::now();
+    loop {
+        let holders = lease_holders(&database_url).await;
+        if holders.len() == 3 && holders.iter().all(|(_, pid)| *pid == pids[other]) {
+            break;
+        }
+        assert!(
+            killed.elapsed().as_secs() < 60,
+            "the jobs never moved: {holders:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Two intervals plus the grace for the lease to lapse, one more for the next step.
+    assert!(
+        killed.elapsed() >= std::time::Duration::from_secs(2),
+        "a live lease was taken"
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(reconcile_runs(&instances[other].base).await >= 1.0);
 }

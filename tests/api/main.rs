@@ -4,6 +4,7 @@
 mod abuse;
 mod auth;
 mod catalog;
+mod cluster;
 mod devservices;
 mod embedded;
 mod errors;

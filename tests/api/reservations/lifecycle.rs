@@ -338,7 +338,7 @@ async fn requests_outside_the_limits_name_their_field_and_book_nothing() {
         .await;
     assert_problem(&answer, 401, "unauthorized");
     assert_eq!(app.snapshot().await, before);
-    let mut keys = app.redis.connection().await.unwrap().manager();
+    let mut keys = app.redis.connection().await.unwrap().handle();
     let holds: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{}deducted:*", app.prefix))
         .query_async(&mut keys)

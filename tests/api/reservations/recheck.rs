@@ -21,7 +21,7 @@ async fn bookings_stay_correct_across_a_flushed_redis() {
     .await;
     let (hotel, room_type) = app.hotel_with_inventory(1.0, 3, app.night(1), 2).await;
     let flush = || async {
-        let mut connection = app.redis.connection().await.unwrap().manager();
+        let mut connection = app.redis.connection().await.unwrap().handle();
         redis::cmd("FLUSHALL")
             .query_async::<()>(&mut connection)
             .await
