@@ -42,18 +42,14 @@ pub enum RedisTarget {
     Cluster(Secret),
 }
 
-impl RedisTarget {
-    /// The URLs to connect to: one, or the cluster's seed nodes.
+impl Secret {
+    /// The URLs of a comma-separated list, such as `INNKEEPER_REDIS_CLUSTER`'s seed nodes.
     pub fn urls(&self) -> Vec<&str> {
-        match self {
-            RedisTarget::Server(url) => vec![url.expose()],
-            RedisTarget::Cluster(seeds) => seeds
-                .expose()
-                .split(',')
-                .map(str::trim)
-                .filter(|seed| !seed.is_empty())
-                .collect(),
-        }
+        self.0
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .collect()
     }
 }
 
@@ -296,8 +292,17 @@ impl Config {
                     return Err(invalid("INNKEEPER_INVENTORY_MODE", other, "redis or db"))
                 }
             },
-            redis_key_prefix: get("INNKEEPER_REDIS_KEY_PREFIX")
-                .unwrap_or(defaults.redis_key_prefix),
+            redis_key_prefix: match get("INNKEEPER_REDIS_KEY_PREFIX") {
+                // A brace would make Redis Cluster hash the prefix instead of the hotel id.
+                Some(prefix) if prefix.contains(['{', '}']) => {
+                    return Err(invalid(
+                        "INNKEEPER_REDIS_KEY_PREFIX",
+                        &prefix,
+                        "a prefix without braces (the hotel id is every key's cluster hash tag)",
+                    ))
+                }
+                prefix => prefix.unwrap_or(defaults.redis_key_prefix),
+            },
             hold_ttl: seconds(
                 &get("INNKEEPER_HOLD_TTL"),
                 "INNKEEPER_HOLD_TTL",
@@ -662,6 +667,13 @@ mod tests {
     }
 
     #[test]
+    fn a_key_prefix_cannot_take_the_hash_tag() {
+        let error =
+            Config::from_vars(vars(&[("INNKEEPER_REDIS_KEY_PREFIX", "ik{x}:")])).unwrap_err();
+        assert_eq!(error.variable, "INNKEEPER_REDIS_KEY_PREFIX");
+    }
+
+    #[test]
     fn a_redis_cluster_replaces_the_redis_url() {
         let config = Config::from_vars(vars(&[
             ("DATABASE_URL", "postgres://h/db"),
@@ -673,9 +685,10 @@ mod tests {
         ]))
         .unwrap();
         config.check().unwrap();
-        let target = config.redis_target().unwrap();
-        assert!(matches!(target, RedisTarget::Cluster(_)));
-        assert_eq!(target.urls(), ["redis://:pw@a:7000", "redis://:pw@b:7001"]);
+        let Some(RedisTarget::Cluster(seeds)) = config.redis_target() else {
+            panic!("the cluster wins");
+        };
+        assert_eq!(seeds.urls(), ["redis://:pw@a:7000", "redis://:pw@b:7001"]);
         for bad in [",", "redis://a:1,", "http://a:1", "redis://:secret@a:1,b:2"] {
             let error = Config::from_vars(vars(&[("INNKEEPER_REDIS_CLUSTER", bad)])).unwrap_err();
             assert_eq!(error.variable, "INNKEEPER_REDIS_CLUSTER", "{bad}");

@@ -2,7 +2,7 @@
 //! joined by `redis-cli --cluster create`. Tests and `loadtest/bench --topology cluster`
 //! start one; the embedded default stays a single Redis.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -87,13 +87,6 @@ impl RedisCluster {
         &mut self.nodes[index]
     }
 
-    /// The cluster's directory.
-    pub fn dir(&self) -> Option<PathBuf> {
-        self.nodes
-            .first()
-            .and_then(|node| node.dir().parent().map(Path::to_path_buf))
-    }
-
     fn wait_until_formed(&self, replicas: usize) -> Result<(), DevServicesError> {
         let started = Instant::now();
         let expected_replicas = self.nodes.len() / (1 + replicas) * replicas;
@@ -133,6 +126,11 @@ fn info(node: &RedisServer, command: &str, argument: &str) -> Option<String> {
     let client = redis::Client::open(node.url()).ok()?;
     let mut connection = client
         .get_connection_with_timeout(Duration::from_secs(1))
+        .ok()?;
+    // The connect timeout does not bound the reply: a node that accepts and then hangs
+    // must not outlast READY_TIMEOUT.
+    connection
+        .set_read_timeout(Some(Duration::from_secs(1)))
         .ok()?;
     redis::cmd(command)
         .arg(argument)

@@ -26,6 +26,7 @@ use anyhow::Context;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
 use super::{CacheError, CALL_TIMEOUT};
@@ -40,6 +41,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// a slot that moved is found again well inside it.
 const CLUSTER_RETRIES: u32 = 4;
 const CLUSTER_RETRY_WAIT_MS: (u64, u64) = (20, 400);
+
+/// How long one attempt at a cluster node may take. Shorter than [`CALL_TIMEOUT`], so that
+/// a node that froze or fell off the network fails an attempt, which makes the connection
+/// reconnect and refresh its slot map (and find the replica promoted in its place) while
+/// the call still has time for another attempt.
+const CLUSTER_ATTEMPT_TIMEOUT: Duration = Duration::from_millis(800);
 
 /// A connection to one server or to a cluster: every call site issues commands and
 /// scripts the same way through either.
@@ -114,14 +121,8 @@ pub struct LinkStatus {
 }
 
 impl RedisLink {
-    /// `size` connections to the Redis at `url`, opened on first use: innkeeper starts,
+    /// `size` connections to a server or a cluster, opened on first use: innkeeper starts,
     /// and serves through Postgres, while Redis is down.
-    pub fn connect(url: &str, size: usize) -> anyhow::Result<Self> {
-        Self::open(&RedisTarget::Server(crate::config::Secret::new(url)), size)
-    }
-
-    /// `size` connections to a server or a cluster, opened on first use (see
-    /// [`connect`](Self::connect)).
     pub fn open(target: &RedisTarget, size: usize) -> anyhow::Result<Self> {
         let connections = match target {
             RedisTarget::Server(url) => {
@@ -140,19 +141,21 @@ impl RedisLink {
                     })
                     .collect::<anyhow::Result<Vec<_>>>()?
             }
-            RedisTarget::Cluster(_) => {
-                let client = ClusterClient::builder(target.urls())
-                    .connection_timeout(CONNECT_TIMEOUT)
-                    .response_timeout(CALL_TIMEOUT)
+            RedisTarget::Cluster(seeds) => {
+                let client = ClusterClient::builder(seeds.urls())
                     .retries(CLUSTER_RETRIES)
                     .min_retry_wait(CLUSTER_RETRY_WAIT_MS.0)
                     .max_retry_wait(CLUSTER_RETRY_WAIT_MS.1)
                     .build()
                     .context("INNKEEPER_REDIS_CLUSTER does not name valid Redis seed nodes")?;
+                // The timeouts go in the per-connection config: it replaces the builder's.
+                let config = ClusterConfig::new()
+                    .set_connection_timeout(CONNECT_TIMEOUT)
+                    .set_response_timeout(CLUSTER_ATTEMPT_TIMEOUT);
                 (0..size.max(1))
                     .map(|_| {
                         Connection::Cluster(
-                            client.get_pending_async_connection_with_config(ClusterConfig::new()),
+                            client.get_pending_async_connection_with_config(config.clone()),
                         )
                     })
                     .collect()
@@ -207,16 +210,34 @@ impl RedisLink {
         Ok(call)
     }
 
-    /// Whether Redis answers `PING` within `timeout`: for readiness and the
-    /// `innkeeper_backend_up` gauge.
+    /// Whether Redis can serve, within `timeout`: for readiness and the
+    /// `innkeeper_backend_up` gauge. A server must answer `PING`. A cluster must say its
+    /// state is ok, asked of any one node: a cluster `PING` would need every primary, so
+    /// one primary down would make every instance look unready while the other slots
+    /// serve (and the cluster itself reports failure until a replica takes the slots over).
     pub async fn ping(&self, timeout: Duration) -> bool {
         let probe = async {
             let call = self.connection().await.ok()?;
-            call.run(redis::cmd("PING").query_async::<String>(&mut call.handle()))
-                .await
-                .ok()
+            match call.handle() {
+                Connection::Server(mut connection) => call
+                    .run(redis::cmd("PING").query_async::<String>(&mut connection))
+                    .await
+                    .ok()
+                    .map(|_| true),
+                Connection::Cluster(mut connection) => {
+                    let any_node = RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random);
+                    let mut info = redis::cmd("CLUSTER");
+                    info.arg("INFO");
+                    let state = call
+                        .run(connection.route_command(info, any_node))
+                        .await
+                        .ok()?;
+                    let state: String = redis::from_redis_value(state).ok()?;
+                    Some(state.contains("cluster_state:ok"))
+                }
+            }
         };
-        matches!(tokio::time::timeout(timeout, probe).await, Ok(Some(_)))
+        matches!(tokio::time::timeout(timeout, probe).await, Ok(Some(true)))
     }
 
     pub fn status(&self) -> LinkStatus {

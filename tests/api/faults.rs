@@ -30,6 +30,11 @@ pub struct Servers {
 }
 
 impl Servers {
+    /// The database innkeeper uses on these servers.
+    pub fn database_url(&self) -> String {
+        self.postgres.url()
+    }
+
     pub fn start(name: &str) -> Self {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("fault-{name}-{}", Uuid::new_v4().simple()));
@@ -61,13 +66,6 @@ impl Servers {
             ..Options::default()
         })
         .await
-    }
-}
-
-impl Servers {
-    /// The database innkeeper uses on these servers.
-    pub fn database_url(&self) -> String {
-        self.postgres.url()
     }
 }
 
@@ -354,7 +352,7 @@ pub struct Innkeeper {
 }
 
 impl Innkeeper {
-    /// With its background jobs off: fault tests drive them.
+    /// With its reconciler off: fault tests run the passes themselves.
     async fn start(servers: &Servers, prefix: &str, fault: Option<&str>) -> Self {
         Self::start_with(
             servers,
