@@ -6,7 +6,16 @@
 --                        which Postgres does not know yet, so it is fresher and is kept)
 --             'refresh': staff changed the inventory: cap and rate are overwritten; res is
 --                        kept when present (for the same reason) and loaded when absent
--- ARGV[2 + 4(i-1) .. 5 + 4(i-1)]  for night i: cap, res, rate, expire-at (unix seconds)
+-- ARGV[2 + 9(i-1) .. 10 + 9(i-1)]  for night i: cap, res, rate, expire-at (unix seconds),
+--             then its restrictions, each '0' when unset:
+--               ss    '1': stop-sell, no stay may include the night
+--               cta   '1': closed to arrival, no stay may start on it
+--               mins  the minimum stay, in nights, of stays arriving on it
+--               maxs  the maximum stay, in nights, of stays arriving on it
+--               ctdn  '1': the next date is closed to departure, so no stay whose last
+--                     night this is may be booked
+--             Restrictions are Postgres' alone (no deduction changes them), so both modes
+--             overwrite them.
 --
 -- Every night written gets its expiry, so past nights leave Redis by themselves.
 --
@@ -14,15 +23,17 @@
 local mode = ARGV[1]
 local written = 0
 for i = 1, #KEYS do
-  local base = 2 + 4 * (i - 1)
+  local base = 2 + 9 * (i - 1)
   local cap, res, rate, expire_at = ARGV[base], ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
+  local rules = {'ss', ARGV[base + 4], 'cta', ARGV[base + 5], 'mins', ARGV[base + 6],
+                 'maxs', ARGV[base + 7], 'ctdn', ARGV[base + 8]}
   local present = redis.call('EXISTS', KEYS[i]) == 1
   if not present then
-    redis.call('HSET', KEYS[i], 'cap', cap, 'res', res, 'rate', rate)
+    redis.call('HSET', KEYS[i], 'cap', cap, 'res', res, 'rate', rate, unpack(rules))
     redis.call('EXPIREAT', KEYS[i], expire_at)
     written = written + 1
   elseif mode == 'refresh' then
-    redis.call('HSET', KEYS[i], 'cap', cap, 'rate', rate)
+    redis.call('HSET', KEYS[i], 'cap', cap, 'rate', rate, unpack(rules))
     redis.call('EXPIREAT', KEYS[i], expire_at)
     written = written + 1
   end

@@ -34,8 +34,13 @@
 -- ARGV[1]     n, the number of nights
 -- ARGV[2]     the snapshot time (unix seconds), taken before the Postgres read
 -- ARGV[3]     the room type id
--- ARGV[4 + 5(i-1) .. 8 + 5(i-1)]  for night i: date (YYYY-MM-DD), cap, Postgres'
---             total_reserved, rate, expire-at (unix seconds)
+-- ARGV[4 + 10(i-1) .. 13 + 10(i-1)]  for night i: date (YYYY-MM-DD), cap, Postgres'
+--             total_reserved, rate, expire-at (unix seconds), then its restrictions as
+--             lua/load_nights.lua writes them: ss, cta, mins, maxs, ctdn
+--
+-- Restrictions are never in flight: a night whose restrictions differ is rewritten even
+-- when its count waits for the next pass (but only if Redis holds the night: a partial
+-- hash without its count would look loaded to load_nights.lua and never be filled).
 -- then        m, the number of S1 entries, followed by m triples: id, 'c' or 'u', entry
 --
 -- Returns: {checked, drifted, repaired, deferred}: nights compared, nights that differed
@@ -46,12 +51,23 @@ local room_type = ARGV[3]
 local inflight_key = KEYS[n + 1]
 
 local nights = {}
+local RULES = {'ss', 'cta', 'mins', 'maxs', 'ctdn'}
 for i = 1, n do
-  local b = 4 + 5 * (i - 1)
+  local b = 4 + 10 * (i - 1)
   nights[i] = {
     date = ARGV[b], cap = ARGV[b + 1], res = tonumber(ARGV[b + 2]),
     rate = ARGV[b + 3], expire_at = ARGV[b + 4], add = 0, deferred = false,
+    rules = {ARGV[b + 5], ARGV[b + 6], ARGV[b + 7], ARGV[b + 8], ARGV[b + 9]},
   }
+end
+-- The HSET arguments of a night's restrictions.
+local function rules_of(night)
+  local fields = {}
+  for r = 1, #RULES do
+    fields[#fields + 1] = RULES[r]
+    fields[#fields + 1] = night.rules[r]
+  end
+  return fields
 end
 
 local function parse(entry)
@@ -69,7 +85,7 @@ local function each_night(rt, check_in, check_out, f)
 end
 
 local s1 = {}
-local p = 4 + 5 * n
+local p = 4 + 10 * n
 local m = tonumber(ARGV[p])
 for j = 1, m do
   local q = p + 3 * (j - 1)
@@ -116,14 +132,28 @@ local drifted, repaired, deferred = 0, 0, 0
 for i = 1, n do
   local night = nights[i]
   local expected = night.res + night.add
-  local held = redis.call('HMGET', KEYS[i], 'cap', 'res', 'rate')
-  local differs = held[1] ~= night.cap or tonumber(held[2]) ~= expected or held[3] ~= night.rate
-  if differs then
+  local held = redis.call('HMGET', KEYS[i], 'cap', 'res', 'rate', unpack(RULES))
+  local counts_differ = held[1] ~= night.cap or tonumber(held[2]) ~= expected
+    or held[3] ~= night.rate
+  local rules_differ = false
+  for r = 1, #RULES do
+    if held[3 + r] ~= night.rules[r] then rules_differ = true end
+  end
+  if counts_differ or rules_differ then
     drifted = drifted + 1
-    if night.deferred then
+    local written = false
+    if counts_differ and night.deferred then
       deferred = deferred + 1
-    else
-      redis.call('HSET', KEYS[i], 'cap', night.cap, 'res', expected, 'rate', night.rate)
+    elseif counts_differ then
+      redis.call('HSET', KEYS[i], 'cap', night.cap, 'res', expected, 'rate', night.rate,
+        unpack(rules_of(night)))
+      written = true
+    end
+    if rules_differ and not written and held[1] then
+      redis.call('HSET', KEYS[i], unpack(rules_of(night)))
+      written = true
+    end
+    if written then
       redis.call('EXPIREAT', KEYS[i], night.expire_at)
       repaired = repaired + 1
     end

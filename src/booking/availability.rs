@@ -8,7 +8,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{Booker, BookingError};
-use crate::domain::{Night, RoomCount, StayDates, StayRules};
+use crate::domain::{
+    broken_on_nights, Night, NightRestrictions, Restriction, RoomCount, StayDates, StayRules,
+};
 use crate::inventory::{CachedNight, LoadMode};
 use crate::store::inventory;
 
@@ -35,6 +37,10 @@ pub struct RoomTypeAvailability {
     pub nightly_rates_cents: Vec<i64>,
     /// The price of the stay for `rooms` rooms.
     pub total_cents: i64,
+    /// The hotel's restrictions the stay breaks (then `available` is 0), first to last in
+    /// the order a booking is judged by, so a booking page can say "minimum 3 nights"
+    /// rather than "sold out".
+    pub restrictions: Vec<Restriction>,
 }
 
 impl Booker {
@@ -117,6 +123,7 @@ impl Booker {
                             capacity: night.capacity,
                             reserved: night.total_reserved,
                             rate_cents: night.rate_cents,
+                            restrictions: night.restrictions,
                         })
                         .collect()
                 }
@@ -124,6 +131,7 @@ impl Booker {
             room_types.push(summarise(
                 room_type.id,
                 room_type.name.clone(),
+                stay.check_in(),
                 &per_night,
                 nights.len(),
                 rooms.get(),
@@ -142,6 +150,7 @@ impl Booker {
 fn summarise(
     room_type_id: i64,
     name: String,
+    check_in: NaiveDate,
     per_night: &[CachedNight],
     nights: usize,
     rooms: i32,
@@ -153,12 +162,19 @@ fn summarise(
             available: 0,
             nightly_rates_cents: Vec::new(),
             total_cents: 0,
+            restrictions: Vec::new(),
         };
     }
+    let rules: Vec<NightRestrictions> = per_night.iter().map(|night| night.restrictions).collect();
+    let restrictions: Vec<Restriction> = broken_on_nights(check_in, &rules)
+        .into_iter()
+        .map(|(restriction, _)| restriction)
+        .collect();
     let available = per_night
         .iter()
         .map(|night| (night.capacity - night.reserved).max(0))
         .min()
+        .filter(|_| restrictions.is_empty())
         .unwrap_or(0);
     let nightly_rates_cents: Vec<i64> = per_night.iter().map(|night| night.rate_cents).collect();
     let total_cents = nightly_rates_cents.iter().sum::<i64>() * i64::from(rooms);
@@ -168,5 +184,6 @@ fn summarise(
         available,
         nightly_rates_cents,
         total_cents,
+        restrictions,
     }
 }

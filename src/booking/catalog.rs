@@ -12,13 +12,13 @@ use chrono::{Days, NaiveDate};
 use deadpool_postgres::GenericClient;
 
 use super::{Booker, BookingError};
-use crate::domain::{InvalidField, InventoryDay, NightRange};
+use crate::domain::{InvalidField, InventoryDay, NightRange, RestrictionChange, RestrictionDay};
 use crate::inventory::LoadMode;
 use crate::store::hotels::{self, Hotel, HotelFields};
-use crate::store::inventory;
 use crate::store::page::{Page, PageRequest};
 use crate::store::room_types::{self, RoomType, RoomTypeFields};
 use crate::store::rooms::{self, Room, RoomFields};
+use crate::store::{inventory, restrictions};
 use crate::telemetry;
 
 /// How far ahead a ratio change refreshes Redis: past any booking horizon.
@@ -357,6 +357,64 @@ impl Booker {
             }
         }
         Ok(written.into_iter().map(InventoryDay::from).collect())
+    }
+
+    /// Applies a change of restrictions to every date of the range in one transaction
+    /// (see `store::restrictions::put` for the locks that keep bookings consistent with
+    /// it), then refreshes the nights in Redis that carry them: those of the range and the
+    /// night before it, which carries its first date's closed to departure.
+    pub async fn put_restrictions(
+        &self,
+        hotel_id: i64,
+        room_type_id: i64,
+        dates: NightRange,
+        change: RestrictionChange,
+    ) -> Result<Vec<RestrictionDay>, BookingError> {
+        change.check()?;
+        let (days, nights) = self
+            .bounded(async {
+                let mut db = self.connection().await?;
+                let started = Instant::now();
+                let tx = db.transaction().await?;
+                require_room_type(&tx, hotel_id, room_type_id).await?;
+                let days = restrictions::put(&tx, hotel_id, room_type_id, dates, &change).await?;
+                let nights = inventory::get_nights(
+                    &tx,
+                    hotel_id,
+                    room_type_id,
+                    dates.from() - Days::new(1),
+                    dates.to(),
+                )
+                .await?;
+                tx.commit().await?;
+                telemetry::observe_transaction("put_restrictions", started);
+                Ok((days, nights))
+            })
+            .await?;
+        if let Some(cache) = &self.cache {
+            if let Err(error) = cache
+                .load(hotel_id, room_type_id, &nights, LoadMode::Refresh)
+                .await
+            {
+                tracing::warn!(%error, "could not refresh Redis after a restrictions change; the reconciler will");
+            }
+        }
+        Ok(days)
+    }
+
+    /// Every date of the range with the restrictions set on it.
+    pub async fn restrictions(
+        &self,
+        hotel_id: i64,
+        room_type_id: i64,
+        dates: NightRange,
+    ) -> Result<Vec<RestrictionDay>, BookingError> {
+        self.bounded(async {
+            let db = self.connection().await?;
+            require_room_type(&db, hotel_id, room_type_id).await?;
+            Ok(restrictions::get(&db, hotel_id, room_type_id, dates).await?)
+        })
+        .await
     }
 
     /// Inventory is written only for nights a guest could book: from yesterday (still

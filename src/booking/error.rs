@@ -4,7 +4,7 @@
 
 use tokio_postgres::error::SqlState;
 
-use crate::domain::InvalidField;
+use crate::domain::{InvalidField, Restriction};
 use crate::inventory::CacheError;
 use crate::store::reservations::BookError;
 
@@ -27,6 +27,12 @@ pub enum BookingError {
     SoldOut,
     #[error("this guest already holds {0} pending reservations, the most allowed; confirm or cancel one first")]
     HoldLimit(u32),
+    /// The stay breaks a restriction the hotel set on that date.
+    #[error("the stay breaks the {} restriction set on {night}", restriction.name())]
+    RestrictionViolated {
+        restriction: Restriction,
+        night: chrono::NaiveDate,
+    },
     #[error("{0}")]
     Conflict(String),
     #[error("a request with this reservation_id is still being processed; retry shortly")]

@@ -14,13 +14,14 @@
 //! Everything after the Redis deduction runs in its own task, so a client that hangs up
 //! mid-request cannot leave a deduction without its commit or its compensation.
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Days, SubsecRound, Utc};
 use tracing::Instrument;
 
 use super::{Booker, BookingError};
 use crate::config::Fault;
 use crate::domain::{
-    NewReservation, Principal, Reservation, ReservationId, RoomCount, Stay, StayDates, StayRules,
+    NewReservation, Principal, Reservation, ReservationId, Restriction, RoomCount, Stay, StayDates,
+    StayRules,
 };
 use crate::inventory::{CacheError, LoadMode, NightCache, PreDeduct};
 use crate::store::inventory as inventory_store;
@@ -40,6 +41,8 @@ pub enum Outcome {
     InProgress,
     /// The guest already holds the most pending reservations allowed.
     HoldLimit,
+    /// The stay breaks a restriction of the hotel's.
+    RestrictionViolated,
     /// No such hotel or room type: the client's mistake.
     NotFound,
     /// A stay outside the booking limits: the client's mistake.
@@ -61,6 +64,7 @@ impl Outcome {
             Outcome::IdempotencyConflict => "idempotency_conflict",
             Outcome::InProgress => "in_progress",
             Outcome::HoldLimit => "hold_limit",
+            Outcome::RestrictionViolated => "restriction_violated",
             Outcome::NotFound => "not_found",
             Outcome::Invalid => "invalid",
             Outcome::Unavailable => "unavailable",
@@ -74,6 +78,7 @@ impl Outcome {
             BookingError::IdempotencyConflict => Outcome::IdempotencyConflict,
             BookingError::RequestInProgress => Outcome::InProgress,
             BookingError::HoldLimit(_) => Outcome::HoldLimit,
+            BookingError::RestrictionViolated { .. } => Outcome::RestrictionViolated,
             BookingError::NotFound(_) => Outcome::NotFound,
             BookingError::Invalid(_) | BookingError::Required(_) | BookingError::Malformed => {
                 Outcome::Invalid
@@ -128,12 +133,17 @@ impl From<CacheError> for RefusedOrCache {
 
 impl Booker {
     /// Books `stay` for `caller` (the guest is the caller's `sub`) and counts the outcome.
+    /// `override_restrictions` (staff only; the caller checks) books past the stay's
+    /// restrictions.
     pub async fn book(
         &self,
         stay: Stay,
         caller: &Principal,
+        override_restrictions: bool,
     ) -> Result<(Outcome, Reservation), BookingError> {
-        let result = self.book_uncounted(stay, caller).await;
+        let result = self
+            .book_uncounted(stay, caller, override_restrictions)
+            .await;
         let outcome = match &result {
             Ok((outcome, _)) => *outcome,
             Err(refused) => refused.outcome,
@@ -146,6 +156,7 @@ impl Booker {
         &self,
         stay: Stay,
         caller: &Principal,
+        override_restrictions: bool,
     ) -> Result<(Outcome, Reservation), Refused> {
         let guest_id = caller.sub.as_str();
         // Postgres keeps microseconds: the 201 must show exactly what a replay will read.
@@ -173,13 +184,17 @@ impl Booker {
             guest_id: guest_id.to_owned(),
             // Staff book on behalf of guests, often many at once: they are exempt.
             hold_limit: self.max_live_holds.filter(|_| !caller.is_staff()),
+            override_restrictions,
             created_at: now,
             hold_expires_at: now + self.hold_ttl,
         };
         let Some(cache) = &self.cache else {
             return self.commit(&booking, Outcome::SoldOut).await;
         };
-        match self.pre_deduct(cache, &booking.stay, now).await {
+        match self
+            .pre_deduct(cache, &booking.stay, now, override_restrictions)
+            .await
+        {
             Ok(PreDeduct::Deducted) => {
                 if self.fault == Some(Fault::DieAfterDeduct) {
                     die_for_fault_test();
@@ -198,6 +213,15 @@ impl Booker {
             }
             Ok(PreDeduct::SoldOut { .. }) | Ok(PreDeduct::Missing { .. }) => {
                 Err(BookingError::SoldOut.into())
+            }
+            Ok(PreDeduct::Restricted { night, restriction }) => {
+                let stay = &booking.stay;
+                let night = match restriction {
+                    // Set on the check-out date, which the script reads on the last night.
+                    Restriction::ClosedToDeparture => stay.check_out,
+                    _ => stay.check_in + Days::new(night as u64),
+                };
+                Err(BookingError::RestrictionViolated { restriction, night }.into())
             }
             Ok(PreDeduct::AlreadyHeld) => match self.stored(booking.stay.reservation_id).await? {
                 Some(stored) => Ok(replay(&booking.stay, guest_id, stored)?),
@@ -218,10 +242,11 @@ impl Booker {
         cache: &NightCache,
         stay: &Stay,
         now: DateTime<Utc>,
+        override_restrictions: bool,
     ) -> Result<PreDeduct, RefusedOrCache> {
         // The commit that follows is bounded by commit_timeout, well inside the deadline.
         let deadline = self.in_flight_deadline(now);
-        let first = cache.reserve(stay, deadline).await?;
+        let first = cache.reserve(stay, deadline, override_restrictions).await?;
         if !matches!(first, PreDeduct::Missing { .. }) {
             return Ok(first);
         }
@@ -238,7 +263,7 @@ impl Booker {
         cache
             .load(stay.hotel_id, stay.room_type_id, &stored, LoadMode::Absent)
             .await?;
-        Ok(cache.reserve(stay, deadline).await?)
+        Ok(cache.reserve(stay, deadline, override_restrictions).await?)
     }
 
     /// The Postgres commit after a Redis deduction, with its compensation.
@@ -282,6 +307,9 @@ impl Booker {
             }),
             Committed::HoldLimit => {
                 Err(BookingError::HoldLimit(booking.hold_limit.unwrap_or_default()).into())
+            }
+            Committed::Restricted { restriction, night } => {
+                Err(BookingError::RestrictionViolated { restriction, night }.into())
             }
         }
     }
@@ -347,6 +375,7 @@ mod tests {
             Outcome::IdempotencyConflict,
             Outcome::InProgress,
             Outcome::HoldLimit,
+            Outcome::RestrictionViolated,
             Outcome::NotFound,
             Outcome::Invalid,
             Outcome::Unavailable,

@@ -10,14 +10,18 @@ mod night;
 mod principal;
 mod ratio;
 mod reservation;
+mod restrictions;
 mod stay;
 
 pub use hotel::{CurrencyCode, HotelTimezone};
-pub use night::{InventoryDay, Night};
+pub use night::{InventoryDay, Night, NightRestrictions};
 pub use principal::{Principal, Role};
 pub use ratio::OverbookingRatio;
 pub use reservation::{
     Ending, NewReservation, Reservation, ReservationId, ReservationStatus, Stay,
+};
+pub use restrictions::{
+    broken_by, broken_on_nights, Restriction, RestrictionChange, RestrictionDay, MAX_STAY_RULE,
 };
 pub use stay::{BookingLimits, NightRange, RoomCount, StayDates, StayRules, FIRST_DATE, LAST_DATE};
 

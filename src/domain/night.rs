@@ -13,6 +13,20 @@ pub struct Night {
     pub capacity: i32,
     pub total_reserved: i32,
     pub rate_cents: i64,
+    pub restrictions: NightRestrictions,
+}
+
+/// The restrictions a night carries into Redis, for reserve.lua: its own, and whether a
+/// stay may check out on the morning after it (the next date's closed to departure). A
+/// stay's last night then tells the script whether its check-out is closed, without a key
+/// for a date on which nothing may be sold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NightRestrictions {
+    pub stop_sell: bool,
+    pub closed_to_arrival: bool,
+    pub min_stay: Option<i32>,
+    pub max_stay: Option<i32>,
+    pub departure_closed_after: bool,
 }
 
 /// One night of one room type, as the API shows it.

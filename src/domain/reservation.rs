@@ -146,6 +146,8 @@ pub struct NewReservation {
     /// The most pending reservations the guest may then hold, this one included; `None`
     /// for staff, who are exempt, or when the limit is off.
     pub hold_limit: Option<u32>,
+    /// Staff book past the stay's restrictions.
+    pub override_restrictions: bool,
     /// When it was booked, to the microsecond Postgres keeps.
     pub created_at: DateTime<Utc>,
     pub hold_expires_at: DateTime<Utc>,
@@ -231,6 +233,7 @@ mod tests {
                 stay,
                 guest_id: "ada".into(),
                 hold_limit: Some(3),
+                override_restrictions: false,
                 created_at: at,
                 hold_expires_at: at,
             },

@@ -63,7 +63,8 @@ pub struct Problem {
     pub detail: String,
     /// Stable snake_case code, one of API.md's.
     pub code: &'static str,
-    /// The request field at fault, for validation errors.
+    /// The request field at fault, for validation errors; the restriction broken, for
+    /// `restriction_violated`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
 }
@@ -95,7 +96,9 @@ impl ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Refused(BookingError::IdempotencyConflict) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Refused(
+                BookingError::IdempotencyConflict | BookingError::RestrictionViolated { .. },
+            ) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Refused(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable(_) | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
@@ -117,6 +120,7 @@ impl ApiError {
                 BookingError::HoldLimit(_) => "hold_limit",
                 BookingError::RequestInProgress => "request_in_progress",
                 BookingError::IdempotencyConflict => "idempotency_conflict",
+                BookingError::RestrictionViolated { .. } => "restriction_violated",
                 _ => "conflict",
             },
             Self::PayloadTooLarge(_) => "payload_too_large",
@@ -140,6 +144,7 @@ impl ApiError {
                 BookingError::HoldLimit(_) => "Hold limit reached",
                 BookingError::RequestInProgress => "Request in progress",
                 BookingError::IdempotencyConflict => "Idempotency conflict",
+                BookingError::RestrictionViolated { .. } => "Restriction violated",
                 _ => "Conflict",
             },
             Self::PayloadTooLarge(_) => "Payload too large",
@@ -171,7 +176,8 @@ impl From<BookingError> for ApiError {
             | BookingError::HoldLimit(_)
             | BookingError::Conflict(_)
             | BookingError::RequestInProgress
-            | BookingError::IdempotencyConflict) => Self::Refused(refusal),
+            | BookingError::IdempotencyConflict
+            | BookingError::RestrictionViolated { .. }) => Self::Refused(refusal),
         }
     }
 }
@@ -194,6 +200,9 @@ impl IntoResponse for ApiError {
         };
         let field = match &self {
             Self::Validation { field, .. } => field.clone(),
+            Self::Refused(BookingError::RestrictionViolated { restriction, .. }) => {
+                Some(restriction.name().to_owned())
+            }
             _ => None,
         };
         let problem = Problem {

@@ -38,10 +38,10 @@ pub struct InventoryBody {
 pub struct InventoryQuery {
     /// First night, `YYYY-MM-DD`.
     #[param(value_type = String, format = Date)]
-    from: NaiveDate,
+    pub(super) from: NaiveDate,
     /// The night after the last one, `YYYY-MM-DD`.
     #[param(value_type = String, format = Date)]
-    to: NaiveDate,
+    pub(super) to: NaiveDate,
 }
 
 /// Writes every night of the range in one transaction: if any night would fall below the

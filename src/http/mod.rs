@@ -13,6 +13,7 @@ mod pagination;
 mod problems;
 mod rate;
 mod reservations;
+mod restrictions;
 mod room_types;
 mod rooms;
 mod server;
@@ -109,6 +110,7 @@ fn routes(metrics_apart: bool) -> (Router<AppState>, Router<AppState>, utoipa::o
         .merge(room_types::router())
         .merge(rooms::router())
         .merge(inventory::router())
+        .merge(restrictions::router())
         .merge(availability::router())
         .merge(reservations::router())
         .merge(admin::router())

@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -35,27 +35,44 @@ pub struct ReservationListQuery {
     cursor: Option<String>,
 }
 
+/// A booking: the stay, and whether staff book it past its restrictions.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct BookingBody {
+    #[serde(flatten)]
+    stay: Stay,
+    /// Staff only: book the stay even if it breaks the hotel's restrictions.
+    #[serde(default)]
+    override_restrictions: bool,
+}
+
 /// Books a stay. 201 with the new pending reservation; 200 with the stored one when the
 /// same `reservation_id` and body were already booked.
 #[utoipa::path(post, path = "/v1/reservations", tag = "reservations",
-    request_body(content = Stay, description = "A booking. `reservation_id` is made up by the client and is the idempotency key: retrying with the same id and body never books twice. `check_in` is today or later in the hotel's timezone; `rooms` is 1 to 10."),
+    request_body(content = BookingBody, description = "A booking. `reservation_id` is made up by the client and is the idempotency key: retrying with the same id and body never books twice. `check_in` is today or later in the hotel's timezone; `rooms` is 1 to 10. `override_restrictions` (staff only) books past the hotel's restrictions."),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Booked: pending until confirmed or its hold expires", body = Reservation),
         (status = 200, description = "A replay: the stored reservation", body = Reservation),
         (status = 400, description = "Malformed JSON", body = Problem),
         (status = 401, description = "No valid token", body = Problem),
+        (status = 403, description = "A guest asked to override restrictions", body = Problem),
         (status = 404, description = "No such hotel or room type", body = Problem),
         (status = 409, description = "sold_out, hold_limit (the guest already holds the most pending reservations allowed), or request_in_progress (with Retry-After)", body = Problem),
-        (status = 422, description = "validation_failed, or idempotency_conflict", body = Problem),
+        (status = 422, description = "validation_failed, idempotency_conflict, or restriction_violated (`field` names the restriction, `detail` its night)", body = Problem),
         (status = 503, description = "A store is unavailable (with Retry-After)", body = Problem),
     ))]
 async fn create_reservation(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Json(stay): Json<Stay>,
+    Json(body): Json<BookingBody>,
 ) -> Result<(StatusCode, axum::Json<Reservation>), ApiError> {
-    let (outcome, reservation) = state.booker.book(stay, &caller).await?;
+    if body.override_restrictions && !caller.is_staff() {
+        return Err(ApiError::Forbidden("only staff may override restrictions"));
+    }
+    let (outcome, reservation) = state
+        .booker
+        .book(body.stay, &caller, body.override_restrictions)
+        .await?;
     let status = if outcome == Outcome::Created {
         StatusCode::CREATED
     } else {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 
-use crate::domain::{Night, Stay};
+use crate::domain::{Night, NightRestrictions, Stay};
 use crate::telemetry;
 use keys::{night_expires_at, KeyLayout};
 pub use link::RedisLink;
@@ -54,6 +54,21 @@ pub struct CachedNight {
     pub capacity: i32,
     pub reserved: i32,
     pub rate_cents: i64,
+    pub restrictions: NightRestrictions,
+}
+
+/// A night's restrictions as the night hash's fields hold them (see lua/load_nights.lua):
+/// ss, cta, mins, maxs, ctdn, each '0' when unset.
+fn restriction_fields(rules: &NightRestrictions) -> [String; 5] {
+    let flag = |set: bool| if set { "1" } else { "0" }.to_owned();
+    let stay = |nights: Option<i32>| nights.unwrap_or(0).to_string();
+    [
+        flag(rules.stop_sell),
+        flag(rules.closed_to_arrival),
+        stay(rules.min_stay),
+        stay(rules.max_stay),
+        flag(rules.departure_closed_after),
+    ]
 }
 
 /// A stay's in-flight hash entry: "rooms|room_type_id|check_in|check_out|deadline".
@@ -127,7 +142,13 @@ impl NightCache {
 
     /// Deducts the stay's rooms on every night, or on none, and records the deduction as
     /// in flight until `deadline` (unix seconds), by which its transaction has surely ended.
-    pub async fn reserve(&self, stay: &Stay, deadline: i64) -> Result<PreDeduct, CacheError> {
+    /// `override_restrictions`: staff book past the stay's restrictions.
+    pub async fn reserve(
+        &self,
+        stay: &Stay,
+        deadline: i64,
+        override_restrictions: bool,
+    ) -> Result<PreDeduct, CacheError> {
         let call = self.link.connection().await?;
         let mut connection = call.handle();
         let mut invocation = self.stay_invocation(&scripts::RESERVE, stay);
@@ -135,7 +156,8 @@ impl NightCache {
             .arg(stay.rooms)
             .arg(self.marker_ttl.as_secs().max(1))
             .arg(stay.reservation_id.to_string())
-            .arg(in_flight_entry(stay, deadline));
+            .arg(in_flight_entry(stay, deadline))
+            .arg(if override_restrictions { "1" } else { "0" });
         let started = std::time::Instant::now();
         let reply: Vec<i64> = call.run(invocation.invoke(&mut connection)).await?;
         telemetry::observe_script("reserve", started);
@@ -262,7 +284,8 @@ impl NightCache {
                 .arg(night.capacity)
                 .arg(night.total_reserved)
                 .arg(night.rate_cents)
-                .arg(night_expires_at(night.date));
+                .arg(night_expires_at(night.date))
+                .arg(&restriction_fields(&night.restrictions)[..]);
         }
         invocation.arg(known.len());
         for deduction in known {
@@ -309,7 +332,8 @@ impl NightCache {
                 .arg(night.capacity)
                 .arg(night.total_reserved)
                 .arg(night.rate_cents)
-                .arg(night_expires_at(night.date));
+                .arg(night_expires_at(night.date))
+                .arg(&restriction_fields(&night.restrictions)[..]);
         }
         let started = std::time::Instant::now();
         let _written: i64 = call.run(invocation.invoke(&mut connection)).await?;
@@ -330,11 +354,22 @@ impl NightCache {
         let mut pipe = redis::pipe();
         for room_type_id in room_type_ids {
             for key in self.night_keys(hotel_id, *room_type_id, nights) {
-                pipe.cmd("HMGET").arg(key).arg("cap").arg("res").arg("rate");
+                pipe.cmd("HMGET")
+                    .arg(key)
+                    .arg(&["cap", "res", "rate", "ss", "cta", "mins", "maxs", "ctdn"][..]);
             }
         }
-        let replies: Vec<(Option<i64>, Option<i64>, Option<i64>)> =
-            call.run(pipe.query_async(&mut connection)).await?;
+        type Fields = (
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+        );
+        let replies: Vec<Fields> = call.run(pipe.query_async(&mut connection)).await?;
         let mut replies = replies.into_iter();
         Ok(room_type_ids
             .iter()
@@ -342,11 +377,23 @@ impl NightCache {
                 replies
                     .by_ref()
                     .take(nights.len())
-                    .map(|(capacity, reserved, rate)| {
+                    .map(|(capacity, reserved, rate, ss, cta, mins, maxs, ctdn)| {
+                        let stay = |nights: Option<i64>| {
+                            nights
+                                .filter(|nights| *nights > 0)
+                                .and_then(|nights| i32::try_from(nights).ok())
+                        };
                         Some(CachedNight {
                             capacity: capacity? as i32,
                             reserved: reserved.unwrap_or(0) as i32,
                             rate_cents: rate.unwrap_or(0),
+                            restrictions: NightRestrictions {
+                                stop_sell: ss == Some(1),
+                                closed_to_arrival: cta == Some(1),
+                                min_stay: stay(mins),
+                                max_stay: stay(maxs),
+                                departure_closed_after: ctdn == Some(1),
+                            },
                         })
                     })
                     .collect()

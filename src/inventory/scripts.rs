@@ -10,6 +10,8 @@
 use std::sync::LazyLock;
 
 use redis::aio::ConnectionLike;
+
+use crate::domain::Restriction;
 use redis::{FromRedisValue, RedisResult, ServerErrorKind, ToRedisArgs};
 
 /// A Lua script and its SHA1, as EVALSHA names it.
@@ -106,6 +108,13 @@ pub enum PreDeduct {
     Missing { nights: Vec<usize> },
     /// The reservation id already deducted (its marker exists); nothing changed.
     AlreadyHeld,
+    /// The stay breaks this restriction, set on the night at this index (0-based; for
+    /// closed to departure, the last night, whose next date is the check-out); nothing
+    /// changed.
+    Restricted {
+        night: usize,
+        restriction: Restriction,
+    },
 }
 
 /// Decodes reserve.lua's reply; the codes are documented in the script's header.
@@ -120,6 +129,10 @@ pub fn decode_reserve(reply: &[i64]) -> Option<PreDeduct> {
             nights: nights.iter().map(index).collect::<Option<_>>()?,
         }),
         (2, []) => Some(PreDeduct::AlreadyHeld),
+        (3, [night, code]) => Some(PreDeduct::Restricted {
+            night: index(night)?,
+            restriction: Restriction::from_script_code(*code)?,
+        }),
         _ => None,
     }
 }
@@ -140,11 +153,28 @@ mod tests {
             Some(PreDeduct::Missing { nights: vec![0, 3] })
         );
         assert_eq!(decode_reserve(&[2]), Some(PreDeduct::AlreadyHeld));
+        assert_eq!(
+            decode_reserve(&[3, 2, 3]),
+            Some(PreDeduct::Restricted {
+                night: 1,
+                restriction: Restriction::MinStay
+            })
+        );
     }
 
     #[test]
     fn malformed_replies_are_refused() {
-        for bad in [&[][..], &[7], &[0], &[-1], &[1, 1], &[0, 0], &[-1, 0]] {
+        for bad in [
+            &[][..],
+            &[7],
+            &[0],
+            &[-1],
+            &[1, 1],
+            &[0, 0],
+            &[-1, 0],
+            &[3, 1],
+            &[3, 1, 6],
+        ] {
             assert_eq!(decode_reserve(bad), None, "{bad:?}");
         }
     }
@@ -231,8 +261,12 @@ mod tests {
             .filter_map(|line| line.trim().strip_prefix('{'))
             .filter_map(|reply| reply.split('}').next())
             .collect();
-        assert_eq!(listed, ["1", "0, i", "-1, i, j...", "2"], "{header}");
-        for reply in [&[1][..], &[0, 1], &[-1, 1, 2], &[2]] {
+        assert_eq!(
+            listed,
+            ["1", "0, i", "-1, i, j...", "2", "3, i, r"],
+            "{header}"
+        );
+        for reply in [&[1][..], &[0, 1], &[-1, 1, 2], &[2], &[3, 1, 5]] {
             assert!(decode_reserve(reply).is_some(), "{reply:?}");
         }
     }

@@ -4,15 +4,33 @@ use chrono::NaiveDate;
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
-use crate::domain::{Night, NightRange, OverbookingRatio};
+use crate::domain::{Night, NightRange, NightRestrictions, OverbookingRatio};
+
+/// The columns of a night (`i`) with its restrictions (`r`) and the next date's (`n`), as
+/// [`from_row`] reads them, and the joins that bring the restrictions in.
+const NIGHT: &str = "i.date, i.total_inventory, i.capacity, i.total_reserved, i.rate_cents, \
+                     r.stop_sell, r.closed_to_arrival, r.min_stay, r.max_stay, \
+                     n.closed_to_departure AS departure_closed_after";
+const WITH_RESTRICTIONS: &str = "LEFT JOIN room_type_restrictions r \
+        ON r.hotel_id = i.hotel_id AND r.room_type_id = i.room_type_id AND r.date = i.date \
+    LEFT JOIN room_type_restrictions n \
+        ON n.hotel_id = i.hotel_id AND n.room_type_id = i.room_type_id AND n.date = i.date + 1";
 
 fn from_row(row: &Row) -> Night {
+    let flag = |column: &str| row.get::<_, Option<bool>>(column).unwrap_or(false);
     Night {
         date: row.get("date"),
         total_inventory: row.get("total_inventory"),
         capacity: row.get("capacity"),
         total_reserved: row.get("total_reserved"),
         rate_cents: row.get("rate_cents"),
+        restrictions: NightRestrictions {
+            stop_sell: flag("stop_sell"),
+            closed_to_arrival: flag("closed_to_arrival"),
+            min_stay: row.get("min_stay"),
+            max_stay: row.get("max_stay"),
+            departure_closed_after: flag("departure_closed_after"),
+        },
     }
 }
 
@@ -32,7 +50,8 @@ pub async fn put_nights(
     rate_cents: Option<i64>,
     ratio: OverbookingRatio,
 ) -> Result<Vec<Night>, tokio_postgres::Error> {
-    let sql = "INSERT INTO room_type_inventory \
+    let sql = format!(
+        "WITH written AS (INSERT INTO room_type_inventory \
                    (hotel_id, room_type_id, date, total_inventory, capacity, rate_cents) \
                SELECT $1, $2, night, $5, $6, COALESCE($7, ( \
                    SELECT rate_cents FROM room_type_inventory i \
@@ -43,10 +62,12 @@ pub async fn put_nights(
                SET total_inventory = EXCLUDED.total_inventory, \
                    capacity = EXCLUDED.capacity, \
                    rate_cents = EXCLUDED.rate_cents \
-               RETURNING date, total_inventory, capacity, total_reserved, rate_cents";
+               RETURNING *) \
+         SELECT {NIGHT} FROM written i {WITH_RESTRICTIONS}"
+    );
     let rows = db
         .query(
-            &db.prepare_cached(sql).await?,
+            &db.prepare_cached(&sql).await?,
             &[
                 &hotel_id,
                 &room_type_id,
@@ -71,13 +92,14 @@ pub async fn get_nights(
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<Vec<Night>, tokio_postgres::Error> {
-    let sql = "SELECT date, total_inventory, capacity, total_reserved, rate_cents \
-               FROM room_type_inventory \
-               WHERE hotel_id = $1 AND room_type_id = $2 AND date >= $3 AND date < $4 \
-               ORDER BY date";
+    let sql = format!(
+        "SELECT {NIGHT} FROM room_type_inventory i {WITH_RESTRICTIONS} \
+         WHERE i.hotel_id = $1 AND i.room_type_id = $2 AND i.date >= $3 AND i.date < $4 \
+         ORDER BY i.date"
+    );
     let rows = db
         .query(
-            &db.prepare_cached(sql).await?,
+            &db.prepare_cached(&sql).await?,
             &[&hotel_id, &room_type_id, &from, &to],
         )
         .await?;
@@ -92,12 +114,13 @@ pub async fn nights_of_hotel(
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<std::collections::HashMap<i64, Vec<Night>>, tokio_postgres::Error> {
-    let sql = "SELECT room_type_id, date, total_inventory, capacity, total_reserved, rate_cents \
-               FROM room_type_inventory \
-               WHERE hotel_id = $1 AND date >= $2 AND date < $3 \
-               ORDER BY room_type_id, date";
+    let sql = format!(
+        "SELECT i.room_type_id, {NIGHT} FROM room_type_inventory i {WITH_RESTRICTIONS} \
+         WHERE i.hotel_id = $1 AND i.date >= $2 AND i.date < $3 \
+         ORDER BY i.room_type_id, i.date"
+    );
     let rows = db
-        .query(&db.prepare_cached(sql).await?, &[&hotel_id, &from, &to])
+        .query(&db.prepare_cached(&sql).await?, &[&hotel_id, &from, &to])
         .await?;
     let mut nights: std::collections::HashMap<i64, Vec<Night>> = std::collections::HashMap::new();
     for row in &rows {

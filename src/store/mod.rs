@@ -8,6 +8,7 @@ pub mod inventory;
 pub mod leases;
 pub mod page;
 pub mod reservations;
+pub mod restrictions;
 pub mod room_types;
 pub mod rooms;
 

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Row;
@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::page::{CursorKey, PageRequest};
 use super::Column;
-use crate::domain::{Ending, NewReservation, Reservation, ReservationId, Stay};
+use crate::domain::{Ending, NewReservation, Reservation, ReservationId, Restriction, Stay};
 use crate::telemetry;
 
 /// How the booking transaction ended.
@@ -24,10 +24,18 @@ pub enum Committed {
     /// The guest already holds as many pending reservations as allowed; nothing was
     /// written.
     HoldLimit,
+    /// The stay breaks a restriction, set on that date; nothing was written.
+    Restricted {
+        restriction: Restriction,
+        night: NaiveDate,
+    },
 }
 
 /// SQLSTATE raised by `book_stay` when a night filled up under its row lock.
 const SOLD_OUT_AT_GUARD: &str = "IK409";
+/// SQLSTATE raised by `book_stay` when a restriction changed under its row locks; the
+/// message is "restriction|night".
+const RESTRICTED_AT_GUARD: &str = "IK422";
 
 /// A reservation from a row with every column of the table (see [`COLUMNS`]).
 pub fn from_row(row: &Row) -> Result<Reservation, tokio_postgres::Error> {
@@ -50,8 +58,8 @@ pub fn from_row(row: &Row) -> Result<Reservation, tokio_postgres::Error> {
     })
 }
 
-const BOOK: &str = "SELECT outcome, total_cents, currency \
-                    FROM book_stay($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+const BOOK: &str = "SELECT outcome, total_cents, currency, restriction, restricted_night \
+                    FROM book_stay($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
 /// Prepares the booking statement on a connection ahead of time. Preparing is a round trip
 /// and, outside a transaction block, a transaction of its own in Postgres' statistics;
@@ -60,7 +68,7 @@ pub async fn prepare(db: &impl GenericClient) -> Result<(), tokio_postgres::Erro
     db.prepare_cached(BOOK).await.map(drop)
 }
 
-/// Runs the booking transaction (`book_stay()`, as migrations/V5__fair_holds.sql defines
+/// Runs the booking transaction (`book_stay()`, as migrations/V8__stay_restrictions.sql defines
 /// it): one statement, one round trip, whatever the number of nights.
 pub async fn book(
     db: &impl GenericClient,
@@ -87,6 +95,7 @@ pub async fn book(
                 &booking.created_at,
                 &booking.hold_expires_at,
                 &hold_limit,
+                &booking.override_restrictions,
             ],
         )
         .await;
@@ -94,6 +103,14 @@ pub async fn book(
         Ok(row) => row,
         Err(error) if error.code() == Some(&SqlState::from_code(SOLD_OUT_AT_GUARD)) => {
             return Ok(Committed::SoldOut)
+        }
+        Err(error) if error.code() == Some(&SqlState::from_code(RESTRICTED_AT_GUARD)) => {
+            let message = error
+                .as_db_error()
+                .map(|db| db.message())
+                .unwrap_or_default();
+            return restricted(message.split_once('|'))
+                .ok_or_else(|| BookError::Outcome(message.to_owned()));
         }
         Err(error) => return Err(error.into()),
     };
@@ -106,8 +123,24 @@ pub async fn book(
         "exists" => Ok(Committed::Exists),
         "sold_out" => Ok(Committed::SoldOut),
         "hold_limit" => Ok(Committed::HoldLimit),
+        "restricted" => {
+            let restriction: Option<&str> = row.try_get("restriction")?;
+            let night: Option<NaiveDate> = row.try_get("restricted_night")?;
+            let night = night.map(|night| night.to_string());
+            restricted(restriction.zip(night.as_deref()))
+                .ok_or_else(|| BookError::Outcome("restricted".into()))
+        }
         other => Err(BookError::Outcome(other.to_owned())),
     }
+}
+
+/// A restriction `book_stay()` named, with its night.
+fn restricted(named: Option<(&str, &str)>) -> Option<Committed> {
+    let (restriction, night) = named?;
+    Some(Committed::Restricted {
+        restriction: Restriction::from_name(restriction)?,
+        night: night.parse().ok()?,
+    })
 }
 
 /// Why the booking statement gave no outcome.

@@ -77,7 +77,7 @@ pub const HOLDS_EXPIRED: &str = "innkeeper_holds_expired_total";
 /// Every `outcome` of [`RESERVATIONS`]. A client's mistake (an unknown hotel, an invalid
 /// stay) and a store out of reach each have their own, so a dashboard of failures shows
 /// failures, not typos.
-pub const RESERVATION_OUTCOMES: [&str; 11] = [
+pub const RESERVATION_OUTCOMES: [&str; 12] = [
     "created",
     "replayed",
     "sold_out",
@@ -85,6 +85,7 @@ pub const RESERVATION_OUTCOMES: [&str; 11] = [
     "idempotency_conflict",
     "in_progress",
     "hold_limit",
+    "restriction_violated",
     "not_found",
     "invalid",
     "unavailable",
@@ -266,11 +267,12 @@ pub const INVENTORY_SCRIPTS: [&str; 5] =
 
 /// Every `operation` label of `innkeeper_db_transaction_duration_seconds`. A new operation
 /// is added here, so that its series exists from startup.
-pub const DB_OPERATIONS: [&str; 6] = [
+pub const DB_OPERATIONS: [&str; 7] = [
     "book",
     "end_stay",
     "confirm",
     "put_inventory",
+    "put_restrictions",
     "expire_holds",
     "archive",
 ];

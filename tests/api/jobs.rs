@@ -393,7 +393,7 @@ async fn the_reconciler_keeps_a_deduction_still_in_flight() {
     };
     let deadline = app.clock.now().timestamp() + 30;
     assert_eq!(
-        cache.reserve(&in_flight, deadline).await.unwrap(),
+        cache.reserve(&in_flight, deadline, false).await.unwrap(),
         innkeeper::inventory::PreDeduct::Deducted
     );
     assert_eq!(
@@ -438,7 +438,7 @@ async fn the_reconciler_never_counts_a_committed_deduction_twice() {
     };
     assert_eq!(
         cache
-            .reserve(&hold, app.clock.now().timestamp() + 30)
+            .reserve(&hold, app.clock.now().timestamp() + 30, false)
             .await
             .unwrap(),
         innkeeper::inventory::PreDeduct::Deducted
@@ -447,7 +447,7 @@ async fn the_reconciler_never_counts_a_committed_deduction_twice() {
     let now = app.clock.now();
     client
         .query(
-            "SELECT * FROM book_stay($1, $2, $3, 'g', $4, $5, 2, $6, $7, NULL)",
+            "SELECT * FROM book_stay($1, $2, $3, 'g', $4, $5, 2, $6, $7, NULL, false)",
             &[
                 &id,
                 &hotel,

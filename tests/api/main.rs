@@ -15,3 +15,4 @@ mod jobs;
 mod observability;
 mod ops;
 mod reservations;
+mod restrictions;

@@ -145,6 +145,7 @@ async fn admitted_bookings_of_one_room_type_commit_as_a_group() {
         },
         guest_id: format!("g{guest}"),
         hold_limit: None,
+        override_restrictions: false,
         created_at: now,
         hold_expires_at: now + chrono::Duration::minutes(15),
     };
@@ -228,9 +229,11 @@ async fn an_unknown_book_stay_outcome_is_an_error_not_sold_out() {
                 "CREATE OR REPLACE FUNCTION book_stay(p_reservation_id uuid, p_hotel_id bigint, \
                  p_room_type_id bigint, p_guest_id text, p_check_in date, p_check_out date, \
                  p_rooms integer, p_now timestamptz, p_hold_expires_at timestamptz, \
-                 p_max_holds integer) \
-                 RETURNS TABLE (outcome text, total_cents bigint, currency text) \
-                 LANGUAGE sql AS $$ SELECT 'waitlisted'::text, 0::bigint, ''::text $$",
+                 p_max_holds integer, p_override boolean) \
+                 RETURNS TABLE (outcome text, total_cents bigint, currency text, \
+                                restriction text, restricted_night date) \
+                 LANGUAGE sql AS $$ SELECT 'waitlisted'::text, 0::bigint, ''::text, NULL::text, \
+                                           NULL::date $$",
             )
             .await
             .unwrap();
