@@ -4,8 +4,12 @@
 -- ARGV[1]     'absent':  only nights missing from Redis are written (cache warm-up after a
 --                        miss: a night already present may hold deductions still in flight,
 --                        which Postgres does not know yet, so it is fresher and is kept)
---             'refresh': staff changed the inventory: cap and rate are overwritten; res is
---                        kept when present (for the same reason) and loaded when absent
+--             'refresh': staff changed the inventory: on present nights cap and rate are
+--                        overwritten and res is kept (for the same reason)
+--             'rules':   staff changed the restrictions: on present nights only those are
+--                        overwritten
+--             Each change writes only what it changed, so two changes whose writes land
+--             out of order cannot undo each other's. Absent nights are written whole.
 -- ARGV[2 + 9(i-1) .. 10 + 9(i-1)]  for night i: cap, res, rate, expire-at (unix seconds),
 --             then its restrictions, each '0' when unset:
 --               ss    '1': stop-sell, no stay may include the night
@@ -14,13 +18,16 @@
 --               maxs  the maximum stay, in nights, of stays arriving on it
 --               ctdn  '1': the next date is closed to departure, so no stay whose last
 --                     night this is may be booked
---             Restrictions are Postgres' alone (no deduction changes them), so both modes
---             overwrite them.
 --
--- Every night written gets its expiry, so past nights leave Redis by themselves.
+-- Every night written gets its expiry, so past nights leave Redis by themselves, and
+-- records when it was written as `at` (Redis' own clock, in microseconds, the same for
+-- every innkeeper instance): the reconciler leaves a night alone when it was written after
+-- the reconciler's own Postgres read began, since that read may predate what was written.
 --
 -- Returns: the number of nights written.
 local mode = ARGV[1]
+local time = redis.call('TIME')
+local now = time[1] .. string.format('%06d', tonumber(time[2]))
 local written = 0
 for i = 1, #KEYS do
   local base = 2 + 9 * (i - 1)
@@ -28,12 +35,18 @@ for i = 1, #KEYS do
   local rules = {'ss', ARGV[base + 4], 'cta', ARGV[base + 5], 'mins', ARGV[base + 6],
                  'maxs', ARGV[base + 7], 'ctdn', ARGV[base + 8]}
   local present = redis.call('EXISTS', KEYS[i]) == 1
+  local write = nil
   if not present then
-    redis.call('HSET', KEYS[i], 'cap', cap, 'res', res, 'rate', rate, unpack(rules))
-    redis.call('EXPIREAT', KEYS[i], expire_at)
-    written = written + 1
+    write = {'cap', cap, 'res', res, 'rate', rate, unpack(rules)}
   elseif mode == 'refresh' then
-    redis.call('HSET', KEYS[i], 'cap', cap, 'rate', rate, unpack(rules))
+    write = {'cap', cap, 'rate', rate}
+  elseif mode == 'rules' then
+    write = rules
+  end
+  if write then
+    table.insert(write, 'at')
+    table.insert(write, now)
+    redis.call('HSET', KEYS[i], unpack(write))
     redis.call('EXPIREAT', KEYS[i], expire_at)
     written = written + 1
   end

@@ -34,13 +34,19 @@
 -- ARGV[1]     n, the number of nights
 -- ARGV[2]     the snapshot time (unix seconds), taken before the Postgres read
 -- ARGV[3]     the room type id
--- ARGV[4 + 10(i-1) .. 13 + 10(i-1)]  for night i: date (YYYY-MM-DD), cap, Postgres'
+-- ARGV[4]     when the Postgres read began, by Redis' clock (TIME, in microseconds)
+-- ARGV[5 + 10(i-1) .. 14 + 10(i-1)]  for night i: date (YYYY-MM-DD), cap, Postgres'
 --             total_reserved, rate, expire-at (unix seconds), then its restrictions as
 --             lua/load_nights.lua writes them: ss, cta, mins, maxs, ctdn
 --
 -- Restrictions are never in flight: a night whose restrictions differ is rewritten even
 -- when its count waits for the next pass (but only if Redis holds the night: a partial
 -- hash without its count would look loaded to load_nights.lua and never be filled).
+--
+-- A night that lua/load_nights.lua wrote after the Postgres read began (its `at` is later
+-- than ARGV[4]) may hold what staff changed since: the whole night waits for the next
+-- pass, so a repair never puts back the capacity, rate or restrictions a change just
+-- replaced.
 -- then        m, the number of S1 entries, followed by m triples: id, 'c' or 'u', entry
 --
 -- Returns: {checked, drifted, repaired, deferred}: nights compared, nights that differed
@@ -48,12 +54,13 @@
 local n = tonumber(ARGV[1])
 local snapshot = tonumber(ARGV[2])
 local room_type = ARGV[3]
+local read_at = tonumber(ARGV[4])
 local inflight_key = KEYS[n + 1]
 
 local nights = {}
 local RULES = {'ss', 'cta', 'mins', 'maxs', 'ctdn'}
 for i = 1, n do
-  local b = 4 + 10 * (i - 1)
+  local b = 5 + 10 * (i - 1)
   nights[i] = {
     date = ARGV[b], cap = ARGV[b + 1], res = tonumber(ARGV[b + 2]),
     rate = ARGV[b + 3], expire_at = ARGV[b + 4], add = 0, deferred = false,
@@ -85,7 +92,7 @@ local function each_night(rt, check_in, check_out, f)
 end
 
 local s1 = {}
-local p = 4 + 10 * n
+local p = 5 + 10 * n
 local m = tonumber(ARGV[p])
 for j = 1, m do
   local q = p + 3 * (j - 1)
@@ -132,7 +139,9 @@ local drifted, repaired, deferred = 0, 0, 0
 for i = 1, n do
   local night = nights[i]
   local expected = night.res + night.add
-  local held = redis.call('HMGET', KEYS[i], 'cap', 'res', 'rate', unpack(RULES))
+  local held = redis.call('HMGET', KEYS[i], 'cap', 'res', 'rate', 'at', unpack(RULES))
+  local at = table.remove(held, 4)
+  local fresh = at and tonumber(at) > read_at
   local counts_differ = held[1] ~= night.cap or tonumber(held[2]) ~= expected
     or held[3] ~= night.rate
   local rules_differ = false
@@ -142,14 +151,14 @@ for i = 1, n do
   if counts_differ or rules_differ then
     drifted = drifted + 1
     local written = false
-    if counts_differ and night.deferred then
+    if fresh or (counts_differ and night.deferred) then
       deferred = deferred + 1
     elseif counts_differ then
       redis.call('HSET', KEYS[i], 'cap', night.cap, 'res', expected, 'rate', night.rate,
         unpack(rules_of(night)))
       written = true
     end
-    if rules_differ and not written and held[1] then
+    if rules_differ and not written and held[1] and not fresh then
       redis.call('HSET', KEYS[i], unpack(rules_of(night)))
       written = true
     end

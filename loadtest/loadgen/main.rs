@@ -141,6 +141,10 @@ struct SuiteArgs {
     /// its sold-out phase, for a quicker look while tuning; the bench runs both.
     #[arg(long, value_enum)]
     only: Option<Part>,
+    /// Load stay restrictions that the rush's stay meets on all its nights, to measure
+    /// what checking them costs.
+    #[arg(long)]
+    restrictions: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -202,6 +206,7 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         let (rush, sold_out) = scenarios::rush_and_sold_out(
             &env,
             args.run.rush_inventory,
+            args.restrictions,
             args.rush_demand,
             args.rush_connections,
             args.connections,

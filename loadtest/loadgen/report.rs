@@ -163,6 +163,14 @@ pub fn render(raw: &Path, results: &[PathBuf]) -> anyhow::Result<String> {
             },
         )?;
     }
+    target(
+        "sold-out rejections/s (redis mode), with stay restrictions / without".into(),
+        find("sold out", "redis, restrictions")
+            .zip(find("sold out", "redis"))
+            .map(|(with, without)| with.throughput / without.throughput),
+        ">= 0.9",
+        |v| v >= 0.9,
+    )?;
     if let Some(floor) = find("floor: GET /healthz at full", "redis") {
         target(
             "sold-out floor: GET /healthz/s (redis mode) / raw EVALSHA/s".into(),

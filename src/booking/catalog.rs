@@ -393,7 +393,7 @@ impl Booker {
             .await?;
         if let Some(cache) = &self.cache {
             if let Err(error) = cache
-                .load(hotel_id, room_type_id, &nights, LoadMode::Refresh)
+                .load(hotel_id, room_type_id, &nights, LoadMode::Rules)
                 .await
             {
                 tracing::warn!(%error, "could not refresh Redis after a restrictions change; the reconciler will");

@@ -284,11 +284,11 @@ impl GroupCommitter {
                     .await;
             for reply in replies {
                 match reply {
-                    // A refusal under the row locks aborted the transaction (and is
-                    // rare: Redis admitted every booking here).
-                    Ok(Committed::SoldOut) | Err(BookError::Postgres(_)) => {
-                        return Err(Together::OneByOne)
-                    }
+                    // A refusal under the row locks aborted the transaction, and a
+                    // COMMIT would then quietly roll every booking of the batch back:
+                    // run them one by one instead (it is rare: Redis admitted them all).
+                    Ok(Committed::SoldOut | Committed::Restricted { .. })
+                    | Err(BookError::Postgres(_)) => return Err(Together::OneByOne),
                     // Running it alone would not make the outcome known.
                     Err(error @ BookError::Outcome(_)) => {
                         return Err(Together::Uncertain(error.into()))

@@ -13,7 +13,7 @@
 //! stay on the arrival night, then closed to departure on the check-out date.
 
 use chrono::{Days, NaiveDate};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{InvalidField, NightRestrictions};
@@ -23,7 +23,7 @@ pub const MAX_STAY_RULE: i32 = 1000;
 
 /// One restriction, by the name the API uses for it (`field` of a 422
 /// `restriction_violated`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Restriction {
     StopSell,

@@ -2,6 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use chrono::NaiveDate;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -35,14 +36,39 @@ pub struct ReservationListQuery {
     cursor: Option<String>,
 }
 
-/// A booking: the stay, and whether staff book it past its restrictions.
+/// A booking: the stay, and whether staff book it past its restrictions. The stay's fields
+/// are spelled out rather than flattened from [`Stay`]: a flattened struct hides the path
+/// of a field that fails to parse, and a 422 must name its field.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct BookingBody {
-    #[serde(flatten)]
-    stay: Stay,
+    reservation_id: ReservationId,
+    hotel_id: i64,
+    room_type_id: i64,
+    /// First night, `YYYY-MM-DD`.
+    #[schema(value_type = String, format = Date)]
+    check_in: NaiveDate,
+    /// The morning of departure: the stay is the nights `[check_in, check_out)`.
+    #[schema(value_type = String, format = Date)]
+    check_out: NaiveDate,
+    /// Rooms on each night: 1 to the limit (10 by default).
+    #[schema(minimum = 1)]
+    rooms: i64,
     /// Staff only: book the stay even if it breaks the hotel's restrictions.
     #[serde(default)]
     override_restrictions: bool,
+}
+
+impl BookingBody {
+    fn stay(&self) -> Stay {
+        Stay {
+            reservation_id: self.reservation_id,
+            hotel_id: self.hotel_id,
+            room_type_id: self.room_type_id,
+            check_in: self.check_in,
+            check_out: self.check_out,
+            rooms: self.rooms,
+        }
+    }
 }
 
 /// Books a stay. 201 with the new pending reservation; 200 with the stored one when the
@@ -71,7 +97,7 @@ async fn create_reservation(
     }
     let (outcome, reservation) = state
         .booker
-        .book(body.stay, &caller, body.override_restrictions)
+        .book(body.stay(), &caller, body.override_restrictions)
         .await?;
     let status = if outcome == Outcome::Created {
         StatusCode::CREATED

@@ -39,13 +39,16 @@ pub enum CacheError {
     Timeout,
 }
 
-/// How nights read from Postgres go into Redis (see lua/load_nights.lua).
+/// How nights read from Postgres go into Redis (see lua/load_nights.lua). Absent nights
+/// are written whole in every mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoadMode {
     /// After a miss: write only nights that are absent.
     Absent,
     /// After staff changed inventory: overwrite capacity and rate, keep `res`.
     Refresh,
+    /// After staff changed restrictions: overwrite only those.
+    Rules,
 }
 
 /// One night as Redis holds it.
@@ -257,14 +260,27 @@ impl NightCache {
         call.run(command.query_async(&mut connection)).await
     }
 
+    /// Redis' own clock, in microseconds: what lua/load_nights.lua stamps each night it
+    /// writes with, so the reconciler can tell a night written after its Postgres read
+    /// began, by one clock whatever instance wrote it.
+    pub async fn server_time(&self) -> Result<i64, CacheError> {
+        let call = self.link.connection().await?;
+        let mut connection = call.handle();
+        let (seconds, micros): (i64, i64) = call
+            .run(redis::cmd("TIME").query_async(&mut connection))
+            .await?;
+        Ok(seconds * 1_000_000 + micros)
+    }
+
     /// Runs reconcile.lua for one room type (see its header for the argument that no
-    /// in-flight deduction is erased or counted twice).
+    /// in-flight deduction is erased or counted twice). `read_at`: [`server_time`]
+    /// (Self::server_time) before the Postgres read began.
     pub async fn reconcile(
         &self,
         hotel_id: i64,
         room_type_id: i64,
         nights: &[Night],
-        snapshot_unix: i64,
+        (snapshot_unix, read_at): (i64, i64),
         known: &[KnownDeduction],
     ) -> Result<ReconcileCounts, CacheError> {
         let call = self.link.connection().await?;
@@ -277,7 +293,8 @@ impl NightCache {
             .key(self.keys.in_flight(hotel_id))
             .arg(nights.len())
             .arg(snapshot_unix)
-            .arg(room_type_id);
+            .arg(room_type_id)
+            .arg(read_at);
         for night in nights {
             invocation
                 .arg(night.date.to_string())
@@ -325,6 +342,7 @@ impl NightCache {
         invocation.arg(match mode {
             LoadMode::Absent => "absent",
             LoadMode::Refresh => "refresh",
+            LoadMode::Rules => "rules",
         });
         for night in nights {
             invocation

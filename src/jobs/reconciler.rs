@@ -139,6 +139,7 @@ impl Reconciler {
     ) -> anyhow::Result<ReconcileCounts> {
         let in_flight = cache.in_flight(hotel_id).await?;
         let snapshot = self.clock.now();
+        let read_at = cache.server_time().await?;
         let today = snapshot.date_naive();
         // Yesterday too: a night is "today" somewhere until UTC's tomorrow.
         let from = today - Days::new(1);
@@ -175,7 +176,13 @@ impl Reconciler {
         for (room_type_id, nights) in nights {
             for chunk in nights.chunks(NIGHTS_PER_CALL) {
                 let done = cache
-                    .reconcile(hotel_id, room_type_id, chunk, snapshot.timestamp(), &known)
+                    .reconcile(
+                        hotel_id,
+                        room_type_id,
+                        chunk,
+                        (snapshot.timestamp(), read_at),
+                        &known,
+                    )
                     .await?;
                 counts.checked += done.checked;
                 counts.drifted += done.drifted;

@@ -36,8 +36,10 @@ pub fn connect(url: &str, config: &Config) -> anyhow::Result<Pool> {
         .context("DATABASE_URL is not a valid PostgreSQL URL")?;
     pg.application_name("innkeeper");
     pg.connect_timeout(Duration::from_secs(5));
+    // DateStyle ISO: book_stay() names a restricted night in an error message, which this
+    // code parses as YYYY-MM-DD whatever the server's default style.
     pg.options(format!(
-        "-c statement_timeout={}",
+        "-c statement_timeout={} -c DateStyle=ISO",
         config.db_statement_timeout.as_millis()
     ));
     let manager = Manager::from_config(

@@ -146,15 +146,7 @@ pub async fn assert_consistent(
         statuses.iter().all(|s| [201, 409, 503].contains(s)),
         "unexpected statuses: {statuses:?}"
     );
-    let client = app.db.get().await.unwrap();
-    let stored: i64 = client
-        .query_one(
-            "SELECT count(*) FROM reservations WHERE reservation_id = ANY($1)",
-            &[&created],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let stored = app.stored(created).await;
     assert_eq!(
         stored,
         created.len() as i64,

@@ -18,7 +18,7 @@ use innkeeper::app::{Application, Backends};
 use innkeeper::clock::{Clock, ManualClock};
 use innkeeper::config::{Config, InventoryMode, Secret};
 use innkeeper::devservices::{Durability, PostgresServer, RedisServer};
-use innkeeper::domain::Role;
+use innkeeper::domain::{NewReservation, Role, Stay};
 use innkeeper::http::auth::Auth;
 use innkeeper::inventory::{NightCache, RedisLink};
 use serde_json::{json, Value};
@@ -525,6 +525,40 @@ impl TestApp {
             .await
             .expect("a sum")
             .get(0)
+    }
+
+    /// How many of `ids` Postgres holds as reservations.
+    pub async fn stored(&self, ids: &[Uuid]) -> i64 {
+        let client = self.db.get().await.expect("a connection");
+        client
+            .query_one(
+                "SELECT count(*) FROM reservations WHERE reservation_id = ANY($1)",
+                &[&ids],
+            )
+            .await
+            .expect("a count")
+            .get(0)
+    }
+
+    /// A booking of one room on the nights 1 and 2 from today, as the group committer
+    /// takes it (for tests that drive it directly, behind Redis).
+    pub fn two_nights(&self, hotel: i64, room_type: i64, guest: &str) -> NewReservation {
+        let now = Utc::now();
+        NewReservation {
+            stay: Stay {
+                reservation_id: Uuid::new_v4().into(),
+                hotel_id: hotel,
+                room_type_id: room_type,
+                check_in: self.night(1),
+                check_out: self.night(3),
+                rooms: 1,
+            },
+            guest_id: guest.to_owned(),
+            hold_limit: None,
+            override_restrictions: false,
+            created_at: now,
+            hold_expires_at: now + chrono::Duration::minutes(15),
+        }
     }
 
     /// Books as `guest`, returning status and body.

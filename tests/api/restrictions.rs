@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chrono::{Days, NaiveDate};
 use futures::future::join_all;
+use innkeeper::clock::Clock;
 use innkeeper::config::InventoryMode;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -95,6 +96,19 @@ async fn restrictions_are_set_per_field_and_read_back_per_date() {
     assert_eq!(days[2]["min_stay"], Value::Null);
     assert_eq!(days[2]["closed_to_arrival"], false);
 
+    // The answer is the range as it now stands; null clears a stay limit.
+    let (status, days) = app
+        .put(
+            &path,
+            &app.staff(),
+            &json!({"from": d1, "to": app.night(2), "min_stay": null}),
+        )
+        .await;
+    assert_eq!(status, 200, "{days}");
+    assert_eq!(days.as_array().unwrap().len(), 1);
+    assert_eq!(days[0]["min_stay"], Value::Null);
+    assert_eq!(days[0]["closed_to_arrival"], true);
+
     let guest = app.guest("g");
     let body = json!({"from": d1, "to": d3, "min_stay": 2});
     assert_problem(&app.put(&path, &guest, &body).await, 403, "forbidden");
@@ -106,6 +120,14 @@ async fn restrictions_are_set_per_field_and_read_back_per_date() {
             "max_stay",
         ),
         (json!({"from": d3, "to": d1, "stop_sell": true}), "to"),
+        (
+            json!({"from": d1, "to": d3, "min_stay": 3_000_000_000i64}),
+            "min_stay",
+        ),
+        (
+            json!({"from": d1, "to": d3, "stop_sell": "yes"}),
+            "stop_sell",
+        ),
     ] {
         let answer = app.put(&path, &app.staff(), &bad).await;
         assert_problem(&answer, 422, "validation_failed");
@@ -169,17 +191,38 @@ async fn each_restriction_binds_exactly_where_it_is_set() {
             (d(12), d(13), "stop_sell", d(12)),
             (d(15), d(16), "closed_to_arrival", d(15)),
         ];
+        if mode == InventoryMode::Redis {
+            // The nights carry what reserve.lua judges by, the closed departure on the
+            // night before its date.
+            let mut connection = app.redis_connection().await;
+            for (days, field, value) in [
+                (3, "mins", "3"),
+                (6, "maxs", "2"),
+                (8, "ctdn", "1"),
+                (9, "ctdn", "0"),
+                (12, "ss", "1"),
+                (15, "cta", "1"),
+            ] {
+                let held: Option<String> = redis::cmd("HGET")
+                    .arg(app.night_key(hotel.0, hotel.1, d(days)))
+                    .arg(field)
+                    .query_async(&mut connection)
+                    .await
+                    .unwrap();
+                assert_eq!(held.as_deref(), Some(value), "night {days} {field}");
+            }
+        }
         for (check_in, check_out, restriction, night) in refused {
             let answer = book(&app, hotel, check_in, check_out).await;
             assert_breaks(&answer, restriction, night);
             for days in 1..20 {
                 assert_eq!(app.reserved_in_postgres(hotel.0, hotel.1, d(days)).await, 0);
-            }
-            if mode == InventoryMode::Redis {
-                assert_eq!(
-                    app.reserved_in_redis(hotel.0, hotel.1, check_in).await,
-                    Some(0)
-                );
+                if mode == InventoryMode::Redis {
+                    assert_eq!(
+                        app.reserved_in_redis(hotel.0, hotel.1, d(days)).await,
+                        Some(0)
+                    );
+                }
             }
         }
         let allowed = [
@@ -472,7 +515,7 @@ async fn the_script_postgres_and_the_model_agree_on_every_stay() {
         .await
         .unwrap();
         app.cache
-            .load(hotel.0, hotel.1, &nights, LoadMode::Refresh)
+            .load(hotel.0, hotel.1, &nights, LoadMode::Rules)
             .await
             .unwrap();
         let (check_in, check_out) = (date(check_in), date(check_out));
@@ -538,4 +581,98 @@ async fn the_script_postgres_and_the_model_agree_on_every_stay() {
     }
     // The cases reached every verdict, so the agreement says something about each.
     assert_eq!(verdicts_seen.len(), 6, "{verdicts_seen:?}");
+}
+
+/// A restriction that appears under the nights' row locks, between `book_stay()`'s two
+/// checks (here a trigger sets a stop-sell as the tenth room is reserved, standing in for
+/// a restrictions PUT racing the booking), refuses that booking at the second check. In a
+/// group commit it aborts the shared transaction: the batch must then go one by one, and
+/// every booking answered created must be stored.
+#[tokio::test]
+async fn a_restriction_set_under_the_row_locks_refuses_only_its_booking() {
+    use innkeeper::booking::group_commit::GroupCommitter;
+    use innkeeper::store::reservations::Committed;
+
+    let app = TestApp::spawn().await;
+    let hotel = app.hotel_with_inventory(1.0, 20, app.night(1), 2).await;
+    app.db
+        .get()
+        .await
+        .unwrap()
+        .batch_execute(
+            "CREATE FUNCTION stop_selling_at_ten() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN \
+               INSERT INTO room_type_restrictions (hotel_id, room_type_id, date, stop_sell) \
+               VALUES (NEW.hotel_id, NEW.room_type_id, NEW.date, true) ON CONFLICT DO NOTHING; \
+               RETURN NULL; \
+             END $$; \
+             CREATE TRIGGER stop_selling_at_ten AFTER UPDATE ON room_type_inventory \
+             FOR EACH ROW WHEN (NEW.total_reserved = 10) EXECUTE FUNCTION stop_selling_at_ten();",
+        )
+        .await
+        .unwrap();
+    let committer = std::sync::Arc::new(GroupCommitter::new(
+        app.db.clone(),
+        Duration::from_secs(10),
+        None,
+    ));
+    let booking = |guest: usize| app.two_nights(hotel.0, hotel.1, &format!("g{guest}"));
+    // On this single-threaded runtime all ten are queued before the drainer first runs.
+    let outcomes = join_all((0..10).map(booking).map(|b| committer.commit(b))).await;
+    let created: Vec<Uuid> = outcomes
+        .iter()
+        .filter_map(|outcome| match outcome {
+            Ok(Committed::Created(reservation)) => Some(reservation.stay.reservation_id.as_uuid()),
+            _ => None,
+        })
+        .collect();
+    let refused = outcomes
+        .iter()
+        .filter(|outcome| matches!(outcome, Ok(Committed::Restricted { .. })))
+        .count();
+    assert_eq!((created.len(), refused), (9, 1), "{outcomes:?}");
+    let stored = app.stored(&created).await;
+    assert_eq!(stored, 9, "every booking answered created is stored");
+    assert_eq!(
+        app.reserved_in_postgres(hotel.0, hotel.1, app.night(1))
+            .await,
+        9
+    );
+}
+
+/// A pass whose Postgres read predates a restrictions change leaves the nights that
+/// change rewrote alone, rather than putting the old restrictions back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_reconciler_never_reverts_a_change_made_during_its_pass() {
+    let app = TestApp::spawn().await;
+    let night = app.night(1);
+    let hotel = app.hotel_with_inventory(1.0, 5, night, 1).await;
+    // Steps 1 and 2 of a pass: the clocks, then the Postgres read (no restrictions yet).
+    let snapshot_at = app.clock.now().timestamp();
+    let read_at = app.cache.server_time().await.unwrap();
+    let stale = {
+        let db = app.db.get().await.unwrap();
+        innkeeper::store::inventory::get_nights(&db, hotel.0, hotel.1, night, app.night(2))
+            .await
+            .unwrap()
+    };
+    restrict(&app, hotel, night, app.night(2), json!({"min_stay": 3})).await;
+    // Step 3, with the stale read: the night is left for the next pass.
+    let counts = app
+        .cache
+        .reconcile(hotel.0, hotel.1, &stale, (snapshot_at, read_at), &[])
+        .await
+        .unwrap();
+    assert_eq!((counts.repaired, counts.deferred), (0, 1), "{counts:?}");
+    let mut connection = app.redis_connection().await;
+    let min_stay: Option<String> = redis::cmd("HGET")
+        .arg(app.night_key(hotel.0, hotel.1, night))
+        .arg("mins")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(min_stay.as_deref(), Some("3"));
+    // A whole pass reads Postgres afresh and finds nothing to repair.
+    let report = app.state.jobs.reconciler.run_once().await.unwrap();
+    assert_eq!(report.repaired, 0, "{report:?}");
 }

@@ -125,13 +125,16 @@ where
 pub async fn rush_and_sold_out(
     env: &Env,
     total_inventory: i64,
+    restricted: bool,
     demand_factor: u64,
     rush_conns: usize,
     sold_out_conns: usize,
     sold_out_for: Duration,
 ) -> anyhow::Result<(Row, Row)> {
     let mut setup = Conn::open(&env.target).await?;
-    let stay = Arc::new(HotStay::create(&mut setup, env, "Rush Hotel", total_inventory).await?);
+    let stay = Arc::new(
+        HotStay::create(&mut setup, env, "Rush Hotel", total_inventory, restricted).await?,
+    );
     let capacity = stay.capacity;
     let demand = capacity as u64 * demand_factor;
 

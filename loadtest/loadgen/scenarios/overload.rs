@@ -40,7 +40,8 @@ pub const OPEN_LOOP: &str = "loadgen (Rust, hyper HTTP/1.1, open loop)";
 
 pub async fn overload(env: &Env, total_inventory: i64, arrivals: &Arrivals) -> anyhow::Result<Row> {
     let mut setup = Conn::open(&env.target).await?;
-    let stay = Arc::new(HotStay::create(&mut setup, env, "Overload Hotel", total_inventory).await?);
+    let stay =
+        Arc::new(HotStay::create(&mut setup, env, "Overload Hotel", total_inventory, false).await?);
     // As in the rush: the service already knows the hotel when the hot dates open.
     stay.warm(&mut setup, env).await?;
 

@@ -122,11 +122,15 @@ pub(super) struct HotStay {
 }
 
 impl HotStay {
+    /// `restricted`: every night of the hot stay, and its check-out date, carry stay
+    /// restrictions that the stay meets (minimum 2 nights, maximum 7, open to arrival and
+    /// departure), so reserve.lua judges each attempt on them before its capacity.
     pub(super) async fn create(
         conn: &mut Conn,
         env: &Env,
         name: &str,
         total_inventory: i64,
+        restricted: bool,
     ) -> anyhow::Result<Self> {
         let (hotel_id, room_types) = create_hotel(
             conn,
@@ -149,6 +153,20 @@ impl HotStay {
         )
         .await?;
         put_inventory(conn, env, hotel_id, other, check_in, check_out, 10).await?;
+        if restricted {
+            conn.expect(
+                Method::PUT,
+                &format!("/v1/hotels/{hotel_id}/room-types/{hot}/restrictions"),
+                Some(&env.staff),
+                Some(
+                    json!({"from": check_in, "to": day(33), "min_stay": 2, "max_stay": 7,
+                           "closed_to_arrival": false, "closed_to_departure": false})
+                    .to_string(),
+                ),
+                200,
+            )
+            .await?;
+        }
         Ok(Self {
             hotel_id,
             hot,

@@ -123,7 +123,7 @@ async fn the_postgres_recheck_refuses_what_redis_wrongly_allows() {
 #[tokio::test]
 async fn admitted_bookings_of_one_room_type_commit_as_a_group() {
     use innkeeper::booking::group_commit::GroupCommitter;
-    use innkeeper::domain::{NewReservation, Stay};
+    use innkeeper::domain::NewReservation;
     use innkeeper::store::reservations::Committed;
 
     let app = TestApp::spawn().await;
@@ -133,22 +133,7 @@ async fn admitted_bookings_of_one_room_type_commit_as_a_group() {
         std::time::Duration::from_secs(10),
         None,
     ));
-    let now = chrono::Utc::now();
-    let stay = |guest: usize| NewReservation {
-        stay: Stay {
-            reservation_id: Uuid::new_v4().into(),
-            hotel_id: hotel,
-            room_type_id: room_type,
-            check_in: app.night(1),
-            check_out: app.night(3),
-            rooms: 1,
-        },
-        guest_id: format!("g{guest}"),
-        hold_limit: None,
-        override_restrictions: false,
-        created_at: now,
-        hold_expires_at: now + chrono::Duration::minutes(15),
-    };
+    let stay = |guest: usize| app.two_nights(hotel, room_type, &format!("g{guest}"));
     let mut stays: Vec<NewReservation> = (0..10).map(stay).collect();
     // A replay of the first one within the same batch: it must come back as Exists.
     stays.push(stays[0].clone());
