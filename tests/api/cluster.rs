@@ -53,6 +53,19 @@ impl Cluster {
         .await
     }
 
+    /// Two innkeeper instances sharing a database and a key prefix, as behind a load
+    /// balancer.
+    async fn two_instances(&self) -> [TestApp; 2] {
+        let shared = (
+            fresh_database().await,
+            format!("test:{}:", Uuid::new_v4().simple()),
+        );
+        [
+            self.app(Some(shared.clone())).await,
+            self.app(Some(shared)).await,
+        ]
+    }
+
     fn node(&self, index: usize) -> &RedisServer {
         &self.redis.nodes()[index]
     }
@@ -306,17 +319,26 @@ async fn book_one_on(cluster: &Cluster, app: &TestApp, hotel: (i64, i64), expect
     );
 }
 
+/// Postgres and Redis both count `rooms` reserved on the nights 1 and 2.
+async fn assert_reserved(app: &TestApp, hotel: (i64, i64), rooms: i64) {
+    for night in [app.night(1), app.night(2)] {
+        assert_eq!(
+            app.reserved_in_postgres(hotel.0, hotel.1, night).await,
+            rooms,
+            "Postgres, {night}"
+        );
+        assert_eq!(
+            app.reserved_in_redis(hotel.0, hotel.1, night).await,
+            Some(rooms),
+            "Redis, {night}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rush_through_two_instances_sells_each_room_once() {
     let cluster = Cluster::start().await;
-    let shared = (
-        fresh_database().await,
-        format!("test:{}:", Uuid::new_v4().simple()),
-    );
-    let instances = [
-        cluster.app(Some(shared.clone())).await,
-        cluster.app(Some(shared)).await,
-    ];
+    let instances = cluster.two_instances().await;
     let hotels = hotels_on_distinct_primaries(&cluster, &instances[0], 3).await;
     // Every hotel: three times its rooms in guests, each booking the same two nights,
     // alternately through each instance.
@@ -344,20 +366,7 @@ async fn a_rush_through_two_instances_sells_each_room_once() {
             .filter(|(of, status)| of == hotel && *status == 201)
             .count();
         assert_eq!(created as i64, TOTAL, "hotel {hotel:?}");
-        for night in [instances[0].night(1), instances[0].night(2)] {
-            assert_eq!(
-                instances[1]
-                    .reserved_in_postgres(hotel.0, hotel.1, night)
-                    .await,
-                TOTAL
-            );
-            assert_eq!(
-                instances[1]
-                    .reserved_in_redis(hotel.0, hotel.1, night)
-                    .await,
-                Some(TOTAL)
-            );
-        }
+        assert_reserved(&instances[1], *hotel, TOTAL).await;
     }
     assert!(answers
         .iter()
@@ -382,6 +391,64 @@ async fn a_rush_through_two_instances_sells_each_room_once() {
     );
     let (status, report) = instances[0]
         .post("/v1/admin/reconcile", &instances[0].staff(), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["drifted"], 0, "{report}");
+}
+
+/// Retry storms through both instances at once: every id is sent ten times, alternately to
+/// each instance, for hotels on different primaries. Each id books once, every copy
+/// answers with that booking (or asks to retry while it is in flight), and Redis, Postgres
+/// and a reconcile pass agree afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retry_storms_through_two_instances_book_each_id_once() {
+    let cluster = Cluster::start().await;
+    let instances = cluster.two_instances().await;
+    let hotels = hotels_on_distinct_primaries(&cluster, &instances[0], 3).await;
+    let (check_in, check_out) = (instances[0].night(1), instances[0].night(3));
+    let bodies: Vec<_> = (0..24)
+        .map(|n| {
+            let hotel = hotels[n % hotels.len()];
+            stay(Uuid::new_v4(), hotel.0, hotel.1, check_in, check_out, 1)
+        })
+        .collect();
+    let copies = bodies
+        .iter()
+        .flat_map(|body| (0..10).map(move |copy| (body, copy)));
+    let answers = join_all(copies.map(|(body, copy)| {
+        let app = &instances[copy % 2];
+        let guest = format!("storm-{}", body["reservation_id"]);
+        async move { (body, app.reserve(&guest, body).await) }
+    }))
+    .await;
+    for body in &bodies {
+        let mine: Vec<_> = answers.iter().filter(|(b, _)| *b == body).collect();
+        let created = mine
+            .iter()
+            .filter(|(_, (status, _))| *status == 201)
+            .count();
+        assert_eq!(created, 1, "{body}");
+        for (_, (status, answer)) in &mine {
+            match status {
+                201 | 200 => assert_eq!(answer["reservation_id"], body["reservation_id"]),
+                409 => assert_eq!(answer["code"], "request_in_progress", "{answer}"),
+                other => panic!("unexpected {other}: {answer}"),
+            }
+        }
+    }
+    assert_eq!(
+        instances[1].count("reservations").await,
+        bodies.len() as i64
+    );
+    for hotel in &hotels {
+        let booked = bodies
+            .iter()
+            .filter(|body| body["hotel_id"] == hotel.0)
+            .count() as i64;
+        assert_reserved(&instances[1], *hotel, booked).await;
+    }
+    let (status, report) = instances[1]
+        .post("/v1/admin/reconcile", &instances[1].staff(), &json!({}))
         .await;
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["drifted"], 0, "{report}");
