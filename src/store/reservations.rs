@@ -109,8 +109,10 @@ pub async fn book(
                 .as_db_error()
                 .map(|db| db.message())
                 .unwrap_or_default();
-            return restricted(message.split_once('|'))
-                .ok_or_else(|| BookError::Outcome(message.to_owned()));
+            let named = message
+                .split_once('|')
+                .and_then(|(restriction, night)| Some((restriction, night.parse().ok()?)));
+            return restricted(named).ok_or_else(|| BookError::Outcome(message.to_owned()));
         }
         Err(error) => return Err(error.into()),
     };
@@ -126,8 +128,7 @@ pub async fn book(
         "restricted" => {
             let restriction: Option<&str> = row.try_get("restriction")?;
             let night: Option<NaiveDate> = row.try_get("restricted_night")?;
-            let night = night.map(|night| night.to_string());
-            restricted(restriction.zip(night.as_deref()))
+            restricted(restriction.zip(night))
                 .ok_or_else(|| BookError::Outcome("restricted".into()))
         }
         other => Err(BookError::Outcome(other.to_owned())),
@@ -135,11 +136,11 @@ pub async fn book(
 }
 
 /// A restriction `book_stay()` named, with its night.
-fn restricted(named: Option<(&str, &str)>) -> Option<Committed> {
+fn restricted(named: Option<(&str, NaiveDate)>) -> Option<Committed> {
     let (restriction, night) = named?;
     Some(Committed::Restricted {
         restriction: Restriction::from_name(restriction)?,
-        night: night.parse().ok()?,
+        night,
     })
 }
 
