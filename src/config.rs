@@ -45,21 +45,20 @@ pub enum RedisTarget {
 impl Secret {
     /// The URLs of a comma-separated list, such as `INNKEEPER_REDIS_CLUSTER`'s seed nodes.
     pub fn urls(&self) -> Vec<&str> {
-        self.0
-            .split(',')
-            .map(str::trim)
+        list_entries(&self.0)
             .filter(|url| !url.is_empty())
             .collect()
     }
 }
 
+/// The trimmed entries of a comma-separated list.
+fn list_entries(list: &str) -> impl Iterator<Item = &str> {
+    list.split(',').map(str::trim)
+}
+
 /// Checks `INNKEEPER_REDIS_CLUSTER` without echoing it: seed URLs may carry the password.
 fn seed_nodes(seeds: &str) -> Result<(), ConfigError> {
-    let urls: Vec<&str> = seeds.split(',').map(str::trim).collect();
-    if urls
-        .iter()
-        .all(|url| url.starts_with("redis://") && url.len() > 8)
-    {
+    if list_entries(seeds).all(|url| url.starts_with("redis://") && url.len() > 8) {
         Ok(())
     } else {
         Err(ConfigError {

@@ -14,14 +14,13 @@
 //! Everything after the Redis deduction runs in its own task, so a client that hangs up
 //! mid-request cannot leave a deduction without its commit or its compensation.
 
-use chrono::{DateTime, Days, SubsecRound, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use tracing::Instrument;
 
 use super::{Booker, BookingError};
 use crate::config::Fault;
 use crate::domain::{
-    NewReservation, Principal, Reservation, ReservationId, Restriction, RoomCount, Stay, StayDates,
-    StayRules,
+    NewReservation, Principal, Reservation, ReservationId, RoomCount, Stay, StayDates, StayRules,
 };
 use crate::inventory::{CacheError, LoadMode, NightCache, PreDeduct};
 use crate::store::inventory as inventory_store;
@@ -215,12 +214,6 @@ impl Booker {
                 Err(BookingError::SoldOut.into())
             }
             Ok(PreDeduct::Restricted { night, restriction }) => {
-                let stay = &booking.stay;
-                let night = match restriction {
-                    // Set on the check-out date, which the script reads on the last night.
-                    Restriction::ClosedToDeparture => stay.check_out,
-                    _ => stay.check_in + Days::new(night as u64),
-                };
                 Err(BookingError::RestrictionViolated { restriction, night }.into())
             }
             Ok(PreDeduct::AlreadyHeld) => match self.stored(booking.stay.reservation_id).await? {

@@ -164,7 +164,7 @@ impl NightCache {
         let started = std::time::Instant::now();
         let reply: Vec<i64> = call.run(invocation.invoke(&mut connection)).await?;
         telemetry::observe_script("reserve", started);
-        scripts::decode_reserve(&reply).ok_or(CacheError::UnknownReply(reply))
+        scripts::decode_reserve(&reply, stay).ok_or(CacheError::UnknownReply(reply))
     }
 
     /// Gives back a deduction that Postgres did not commit. Idempotent: only the first

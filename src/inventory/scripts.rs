@@ -11,7 +11,9 @@ use std::sync::LazyLock;
 
 use redis::aio::ConnectionLike;
 
-use crate::domain::Restriction;
+use chrono::{Days, NaiveDate};
+
+use crate::domain::{Restriction, Stay};
 use redis::{FromRedisValue, RedisResult, ServerErrorKind, ToRedisArgs};
 
 /// A Lua script and its SHA1, as EVALSHA names it.
@@ -108,17 +110,16 @@ pub enum PreDeduct {
     Missing { nights: Vec<usize> },
     /// The reservation id already deducted (its marker exists); nothing changed.
     AlreadyHeld,
-    /// The stay breaks this restriction, set on the night at this index (0-based; for
-    /// closed to departure, the last night, whose next date is the check-out); nothing
-    /// changed.
+    /// The stay breaks this restriction, set on this date; nothing changed.
     Restricted {
-        night: usize,
+        night: NaiveDate,
         restriction: Restriction,
     },
 }
 
-/// Decodes reserve.lua's reply; the codes are documented in the script's header.
-pub fn decode_reserve(reply: &[i64]) -> Option<PreDeduct> {
+/// Decodes reserve.lua's reply to a call for `stay`; the codes are documented in the
+/// script's header.
+pub fn decode_reserve(reply: &[i64], stay: &Stay) -> Option<PreDeduct> {
     let index = |i: &i64| usize::try_from(*i).ok()?.checked_sub(1);
     match reply.split_first()? {
         (1, []) => Some(PreDeduct::Deducted),
@@ -129,10 +130,15 @@ pub fn decode_reserve(reply: &[i64]) -> Option<PreDeduct> {
             nights: nights.iter().map(index).collect::<Option<_>>()?,
         }),
         (2, []) => Some(PreDeduct::AlreadyHeld),
-        (3, [night, code]) => Some(PreDeduct::Restricted {
-            night: index(night)?,
-            restriction: Restriction::from_script_code(*code)?,
-        }),
+        (3, [night, code]) => {
+            let restriction = Restriction::from_script_code(*code)?;
+            let night = match restriction {
+                // Set on the check-out date, which the script reads on the last night.
+                Restriction::ClosedToDeparture => stay.check_out,
+                _ => stay.check_in + Days::new(index(night)? as u64),
+            };
+            Some(PreDeduct::Restricted { night, restriction })
+        }
         _ => None,
     }
 }
@@ -141,23 +147,42 @@ pub fn decode_reserve(reply: &[i64]) -> Option<PreDeduct> {
 mod tests {
     use super::*;
 
+    fn stay() -> Stay {
+        Stay {
+            reservation_id: crate::domain::ReservationId::new(uuid::Uuid::nil()),
+            hotel_id: 1,
+            room_type_id: 1,
+            check_in: NaiveDate::from_ymd_opt(2027, 7, 1).unwrap(),
+            check_out: NaiveDate::from_ymd_opt(2027, 7, 4).unwrap(),
+            rooms: 1,
+        }
+    }
+
     #[test]
     fn every_reserve_code_decodes() {
-        assert_eq!(decode_reserve(&[1]), Some(PreDeduct::Deducted));
+        assert_eq!(decode_reserve(&[1], &stay()), Some(PreDeduct::Deducted));
         assert_eq!(
-            decode_reserve(&[0, 3]),
+            decode_reserve(&[0, 3], &stay()),
             Some(PreDeduct::SoldOut { night: 2 })
         );
         assert_eq!(
-            decode_reserve(&[-1, 1, 4]),
+            decode_reserve(&[-1, 1, 4], &stay()),
             Some(PreDeduct::Missing { nights: vec![0, 3] })
         );
-        assert_eq!(decode_reserve(&[2]), Some(PreDeduct::AlreadyHeld));
+        assert_eq!(decode_reserve(&[2], &stay()), Some(PreDeduct::AlreadyHeld));
         assert_eq!(
-            decode_reserve(&[3, 2, 3]),
+            decode_reserve(&[3, 2, 3], &stay()),
             Some(PreDeduct::Restricted {
-                night: 1,
+                night: stay().check_in + Days::new(1),
                 restriction: Restriction::MinStay
+            })
+        );
+        // Closed to departure is read on the last night and set on the check-out date.
+        assert_eq!(
+            decode_reserve(&[3, 3, 5], &stay()),
+            Some(PreDeduct::Restricted {
+                night: stay().check_out,
+                restriction: Restriction::ClosedToDeparture
             })
         );
     }
@@ -175,7 +200,7 @@ mod tests {
             &[3, 1],
             &[3, 1, 6],
         ] {
-            assert_eq!(decode_reserve(bad), None, "{bad:?}");
+            assert_eq!(decode_reserve(bad, &stay()), None, "{bad:?}");
         }
     }
 
@@ -267,7 +292,7 @@ mod tests {
             "{header}"
         );
         for reply in [&[1][..], &[0, 1], &[-1, 1, 2], &[2], &[3, 1, 5]] {
-            assert!(decode_reserve(reply).is_some(), "{reply:?}");
+            assert!(decode_reserve(reply, &stay()).is_some(), "{reply:?}");
         }
     }
 

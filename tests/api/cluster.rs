@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::join_all;
 use innkeeper::devservices::{Durability, RedisCluster, RedisServer};
@@ -18,7 +18,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::faults::{assert_consistent, book_load, wait_for, NIGHTS, TOTAL};
-use crate::helpers::{fresh_database, stay, Options, TestApp};
+use crate::helpers::{fresh_database, stay, wait_until, Options, TestApp};
 
 /// A private cluster in a directory removed at the end.
 struct Cluster {
@@ -230,23 +230,17 @@ impl Cluster {
     /// Waits until the node at `index` is a primary serving slots, as every live node
     /// sees it, and the cluster is whole again.
     async fn wait_until_primary(&self, index: usize) {
-        let started = Instant::now();
-        loop {
+        let what = format!("node {index} was never promoted");
+        wait_until(&what, Duration::from_secs(60), || async {
             let promoted = self
                 .nodes_line(index)
                 .is_some_and(|fields| fields[2].contains("master") && fields.len() > 8);
-            let whole = self
-                .try_query::<String>(index, redis::cmd("CLUSTER").arg("INFO"))
-                .is_some_and(|info| info.contains("cluster_state:ok"));
-            if promoted && whole {
-                return;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "node {index} was never promoted"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            promoted
+                && self
+                    .try_query::<String>(index, redis::cmd("CLUSTER").arg("INFO"))
+                    .is_some_and(|info| info.contains("cluster_state:ok"))
+        })
+        .await;
     }
 
     /// `res` of a night as the node at `index` holds it, asked directly (with ASKING, so
@@ -596,14 +590,12 @@ async fn a_primary_demoted_by_a_failover_is_left_for_its_replica() {
     let replica = cluster.replica_of(primary);
     let _: () = cluster.query(replica, redis::cmd("CLUSTER").arg("FAILOVER"));
     cluster.wait_until_primary(replica).await;
-    let started = Instant::now();
-    while !cluster
-        .query::<String>(primary, redis::cmd("INFO").arg("replication"))
-        .contains("role:slave")
-    {
-        assert!(started.elapsed() < Duration::from_secs(30), "never demoted");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until("never demoted", Duration::from_secs(30), || async {
+        cluster
+            .query::<String>(primary, redis::cmd("INFO").arg("replication"))
+            .contains("role:slave")
+    })
+    .await;
     // The client still sends the slot's writes to the old primary, now a replica.
     book_one_on(&cluster, &app, hotel, replica).await;
     assert_eq!(cluster.reserved_on(replica, &key), Some(2));

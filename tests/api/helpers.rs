@@ -578,6 +578,20 @@ impl TestApp {
     }
 }
 
+/// Polls `done` every 100 ms until it holds, failing the test as `what` once `limit` has
+/// passed: for what other processes finish in their own time.
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while !done().await {
+        assert!(started.elapsed() < limit, "{what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 pub fn hotel_body(name: &str, ratio: f64) -> Value {
     json!({
         "name": name,

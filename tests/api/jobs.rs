@@ -637,6 +637,8 @@ async fn reconcile_runs(base: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_job_runs_on_one_instance_and_moves_when_it_dies() {
     use crate::faults::{Innkeeper, Servers};
+    use crate::helpers::wait_until;
+    const SECONDS_30: std::time::Duration = std::time::Duration::from_secs(30);
 
     let servers = Servers::start("leases");
     let env = [
@@ -674,30 +676,21 @@ async fn each_job_runs_on_one_instance_and_moves_when_it_dies() {
     } else {
         (1, 0)
     };
-    let runs_started = std::time::Instant::now();
-    while reconcile_runs(&instances[holder].base).await < 2.0 {
-        assert!(
-            runs_started.elapsed().as_secs() < 30,
-            "the holder never reconciled"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let base = instances[holder].base.clone();
+    wait_until("the holder never reconciled", SECONDS_30, || async {
+        reconcile_runs(&base).await >= 2.0
+    })
+    .await;
     assert_eq!(reconcile_runs(&instances[other].base).await, 0.0);
 
     instances[holder].child.kill().unwrap();
     instances[holder].child.wait().unwrap();
     let killed = std::time::Instant::now();
-    loop {
+    wait_until("the jobs never moved", SECONDS_30 * 2, || async {
         let holders = lease_holders(&database_url).await;
-        if holders.len() == 3 && holders.iter().all(|(_, pid)| *pid == pids[other]) {
-            break;
-        }
-        assert!(
-            killed.elapsed().as_secs() < 60,
-            "the jobs never moved: {holders:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+        holders.len() == 3 && holders.iter().all(|(_, pid)| *pid == pids[other])
+    })
+    .await;
     // The last renewal came at most one interval before the kill, and the lease lasts two
     // intervals plus the 5 s grace: it lapses 6 to 7 s after the kill, and the other
     // instance takes it at its next step.
@@ -706,14 +699,11 @@ async fn each_job_runs_on_one_instance_and_moves_when_it_dies() {
         moved_after >= std::time::Duration::from_secs(5),
         "a live lease was taken after {moved_after:?}"
     );
-    let runs_started = std::time::Instant::now();
-    while reconcile_runs(&instances[other].base).await < 1.0 {
-        assert!(
-            runs_started.elapsed().as_secs() < 30,
-            "the new holder never reconciled"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let base = instances[other].base.clone();
+    wait_until("the new holder never reconciled", SECONDS_30, || async {
+        reconcile_runs(&base).await >= 1.0
+    })
+    .await;
 
     // Stopped cleanly (SIGTERM), an instance gives its leases up at once.
     // SAFETY: signalling a child process this test started.

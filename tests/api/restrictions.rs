@@ -539,14 +539,9 @@ async fn the_script_postgres_and_the_model_agree_on_every_stay() {
                 app.cache.release_deduction(&stay).await.unwrap();
                 None
             }
-            PreDeduct::Restricted { night, restriction } => Some((
-                restriction.name().to_owned(),
-                if restriction.name() == "closed_to_departure" {
-                    check_out
-                } else {
-                    check_in + Days::new(night as u64)
-                },
-            )),
+            PreDeduct::Restricted { night, restriction } => {
+                Some((restriction.name().to_owned(), night))
+            }
             other => panic!("{other:?}"),
         };
 
