@@ -21,17 +21,26 @@ use crate::http::auth::Auth;
 use crate::http::{self, AppState};
 use crate::inventory::{NightCache, RedisLink};
 use crate::jobs::{self, Archiver, Jobs, Leases, Reconciler, Sweeper};
+use crate::store::Shards;
 use crate::{store, telemetry};
 
 /// The PostgreSQL and Redis this process talks to, and the private servers behind them
 /// when it runs on the embedded default.
 pub struct Backends {
+    /// The catalog.
     pub database_url: Secret,
+    /// `INNKEEPER_SHARD_URLS`, when PostgreSQL is split into shards.
+    pub shard_urls: Option<Secret>,
     pub redis: RedisTarget,
     embedded: Option<(PostgresServer, RedisServer)>,
 }
 
 impl Backends {
+    /// Connects to the catalog and every shard, migrating each (see [`Shards::open`]).
+    pub async fn shards(&self, config: &Config) -> anyhow::Result<Shards> {
+        Shards::open(&self.database_url, self.shard_urls.as_ref(), config).await
+    }
+
     /// The servers named by `DATABASE_URL` and `REDIS_URL` (or `INNKEEPER_REDIS_CLUSTER`),
     /// or, when all are unset, private servers started under the data directory.
     ///
@@ -42,6 +51,7 @@ impl Backends {
         match (&config.database_url, config.redis_target()) {
             (Some(database_url), Some(redis)) => Ok(Self {
                 database_url: database_url.clone(),
+                shard_urls: config.shard_urls.clone(),
                 redis,
                 embedded: None,
             }),
@@ -59,6 +69,7 @@ impl Backends {
                 );
                 Ok(Self {
                     database_url: Secret::new(postgres.url()),
+                    shard_urls: None,
                     redis: RedisTarget::Server(Secret::new(redis.url())),
                     embedded: Some((postgres, redis)),
                 })
@@ -117,6 +128,8 @@ pub struct Application {
     /// `/metrics` on a listener of its own, when `INNKEEPER_METRICS_BIND` is set.
     metrics: Option<(TcpListener, Router)>,
     state: AppState,
+    /// Whose jobs this instance runs: every shard's.
+    shards: Shards,
 }
 
 impl Application {
@@ -129,9 +142,10 @@ impl Application {
         // The recorder first: series registered before it exists would go nowhere.
         let metrics = telemetry::metrics_handle();
         telemetry::register_metrics(&http::openapi());
-        let db = store::connect(backends.database_url.expose(), &config)?;
-        store::migrate(&db).await?;
-        store::prewarm(&db).await?;
+        let shards = backends.shards(&config).await?;
+        for shard in shards.all() {
+            store::prewarm(&shard.pool).await?;
+        }
         let redis = RedisLink::open(&backends.redis, config.redis_pool_size)?;
         let auth = Arc::new(Auth::new(
             &jwt_secret(&config)?,
@@ -157,12 +171,12 @@ impl Application {
             )),
             InventoryMode::Db => None,
         };
-        let booker = Booker::new(db.clone(), cache.clone(), clock.clone(), &config);
+        let booker = Booker::new(shards.clone(), cache.clone(), clock.clone(), &config);
         let jobs = Jobs {
-            reconciler: Reconciler::new(db.clone(), cache, clock.clone(), config.limits),
-            sweeper: Sweeper::new(booker.clone(), clock.clone()),
-            archiver: Archiver::new(db.clone(), clock.clone(), config.archive_retention_days),
-            leases: Leases::new(db.clone()),
+            reconciler: Reconciler::new(shards.clone(), cache, clock.clone(), config.limits),
+            sweeper: Sweeper::new(booker.clone(), shards.clone(), clock.clone()),
+            archiver: Archiver::new(shards.clone(), clock.clone(), config.archive_retention_days),
+            leases: Leases::new(shards.clone()),
         };
         let state = AppState {
             rate_limits: http::rate_limits(config.rate_limit),
@@ -170,7 +184,7 @@ impl Application {
             auth,
             clock,
             metrics,
-            health: Arc::new(Health::new(db, redis)),
+            health: Arc::new(Health::new(shards.catalog().clone(), redis)),
             booker: Arc::new(booker),
             jobs: Arc::new(jobs),
         };
@@ -179,6 +193,7 @@ impl Application {
             router: http::app(state.clone()),
             metrics: metrics_listener.map(|listener| (listener, http::metrics_app(state.clone()))),
             state,
+            shards,
         })
     }
 
@@ -208,6 +223,7 @@ impl Application {
         let config = &self.state.config;
         let jobs = jobs::run_until_stopped(
             Jobs::clone(&self.state.jobs),
+            self.shards.clone(),
             config.reconcile_interval,
             config.sweep_interval,
             config.archive_interval,

@@ -68,6 +68,23 @@ fn seed_nodes(seeds: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// Checks `INNKEEPER_SHARD_URLS` without echoing it: URLs may carry passwords.
+fn shard_urls(urls: &str) -> Result<(), ConfigError> {
+    let postgres = |url: &str| {
+        ["postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| url.len() > scheme.len() && url.starts_with(scheme))
+    };
+    if list_entries(urls).all(postgres) {
+        Ok(())
+    } else {
+        Err(ConfigError {
+            variable: "INNKEEPER_SHARD_URLS",
+            problem: "must be a comma-separated list of postgres:// URLs".into(),
+        })
+    }
+}
+
 /// Where inventory is pre-deducted before Postgres commits a booking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InventoryMode {
@@ -126,6 +143,9 @@ pub struct Config {
     pub metrics_bind: Option<SocketAddr>,
     /// `DATABASE_URL`. Unset together with `REDIS_URL`: the embedded default starts its own.
     pub database_url: Option<Secret>,
+    /// `INNKEEPER_SHARD_URLS`: comma-separated PostgreSQL URLs of the booking shards, each
+    /// holding the hotels its logical shards map to. Unset: the catalog is the only shard.
+    pub shard_urls: Option<Secret>,
     /// `REDIS_URL`. See `database_url`.
     pub redis_url: Option<Secret>,
     /// `INNKEEPER_REDIS_CLUSTER`: comma-separated `redis://` seed nodes of a Redis Cluster.
@@ -209,6 +229,7 @@ impl Default for Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             metrics_bind: None,
             database_url: None,
+            shard_urls: None,
             redis_url: None,
             redis_cluster: None,
             data_dir: PathBuf::from(".innkeeper"),
@@ -273,6 +294,9 @@ impl Config {
                 })
                 .transpose()?,
             database_url: get("DATABASE_URL").map(Secret::new),
+            shard_urls: get("INNKEEPER_SHARD_URLS")
+                .map(|urls| shard_urls(&urls).map(|()| Secret::new(urls)))
+                .transpose()?,
             redis_url: get("REDIS_URL").map(Secret::new),
             redis_cluster: get("INNKEEPER_REDIS_CLUSTER")
                 .map(|seeds| seed_nodes(&seeds).map(|()| Secret::new(seeds)))
@@ -456,6 +480,12 @@ impl Config {
                     "must be more than three times INNKEEPER_DB_STATEMENT_TIMEOUT_MS plus two seconds ({} s), so that a booking is answered by its own deadline",
                     longest_booking.as_secs_f64()
                 ),
+            });
+        }
+        if self.shard_urls.is_some() && self.database_url.is_none() {
+            return Err(ConfigError {
+                variable: "DATABASE_URL",
+                problem: "must be set when INNKEEPER_SHARD_URLS is: it is the catalog".into(),
             });
         }
         match (&self.database_url, self.redis_target()) {
@@ -691,6 +721,38 @@ mod tests {
         for bad in [",", "redis://a:1,", "http://a:1", "redis://:secret@a:1,b:2"] {
             let error = Config::from_vars(vars(&[("INNKEEPER_REDIS_CLUSTER", bad)])).unwrap_err();
             assert_eq!(error.variable, "INNKEEPER_REDIS_CLUSTER", "{bad}");
+            assert!(!error.problem.contains("secret"), "{}", error.problem);
+        }
+    }
+
+    #[test]
+    fn shards_need_a_catalog_and_postgres_urls() {
+        let config = Config::from_vars(vars(&[
+            ("DATABASE_URL", "postgres://h/catalog"),
+            ("REDIS_URL", "redis://h/"),
+            (
+                "INNKEEPER_SHARD_URLS",
+                "postgres://u:pw@a/s1, postgresql://b/s2",
+            ),
+        ]))
+        .unwrap();
+        config.check().unwrap();
+        assert_eq!(
+            config.shard_urls.unwrap().urls(),
+            ["postgres://u:pw@a/s1", "postgresql://b/s2"]
+        );
+        let config =
+            Config::from_vars(vars(&[("INNKEEPER_SHARD_URLS", "postgres://a/s1")])).unwrap();
+        assert_eq!(config.check().unwrap_err().variable, "DATABASE_URL");
+        for bad in [
+            ",",
+            "postgres://a/s1,",
+            "redis://a/1",
+            "postgres://",
+            "postgres://:secret@a/1,b",
+        ] {
+            let error = Config::from_vars(vars(&[("INNKEEPER_SHARD_URLS", bad)])).unwrap_err();
+            assert_eq!(error.variable, "INNKEEPER_SHARD_URLS", "{bad}");
             assert!(!error.problem.contains("secret"), "{}", error.problem);
         }
     }

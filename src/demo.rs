@@ -4,28 +4,34 @@ use chrono::{DateTime, Days, Utc};
 
 use crate::domain::{CurrencyCode, HotelTimezone, NightRange, OverbookingRatio};
 use crate::store::hotels::{self, HotelFields};
-use crate::store::inventory;
 use crate::store::room_types::{self, RoomTypeFields};
 use crate::store::rooms::{self, RoomFields};
+use crate::store::{inventory, Shards};
 
 const DEMO_HOTEL: &str = "The Demo Inn";
 
 /// Creates the demo hotel (two room types, their rooms, and 90 nights of inventory from
 /// today) unless a hotel of that name already exists, so restarting with the flag is safe.
-pub async fn seed(db: &deadpool_postgres::Pool, now: DateTime<Utc>) -> anyhow::Result<()> {
-    let mut client = db.get().await?;
-    let tx = client.transaction().await?;
-    let exists = tx
-        .query_opt(
-            "SELECT 1 FROM hotels WHERE name = $1 LIMIT 1",
-            &[&DEMO_HOTEL],
-        )
-        .await?
-        .is_some();
-    if exists {
-        tracing::info!("the demo hotel already exists");
-        return Ok(());
+pub async fn seed(shards: &Shards, now: DateTime<Utc>) -> anyhow::Result<()> {
+    for shard in shards.all() {
+        let exists = shard
+            .pool
+            .get()
+            .await?
+            .query_opt(
+                "SELECT 1 FROM hotels WHERE name = $1 LIMIT 1",
+                &[&DEMO_HOTEL],
+            )
+            .await?
+            .is_some();
+        if exists {
+            tracing::info!("the demo hotel already exists");
+            return Ok(());
+        }
     }
+    let hotel_id = hotels::next_id(&shards.catalog().get().await?).await?;
+    let mut client = shards.of_hotel(hotel_id).pool.get().await?;
+    let tx = client.transaction().await?;
     let fields = HotelFields {
         name: DEMO_HOTEL.into(),
         address: "1 Harbour Street".into(),
@@ -35,7 +41,7 @@ pub async fn seed(db: &deadpool_postgres::Pool, now: DateTime<Utc>) -> anyhow::R
         currency: CurrencyCode::parse("EUR")?,
         overbooking_ratio: OverbookingRatio::DEFAULT,
     };
-    let hotel = hotels::insert(&tx, &fields, now).await?;
+    let hotel = hotels::insert(&tx, hotel_id, &fields, now).await?;
     let today = fields.timezone.today(now);
     let nights = NightRange::parse(today, today + Days::new(90), "from", "to")?;
     for (name, occupancy, count, rate) in [("Double", 2, 10, 12_000), ("Suite", 4, 2, 30_000)] {

@@ -13,7 +13,7 @@ use innkeeper::domain::Role;
 use innkeeper::http::auth::Auth;
 use innkeeper::inventory::{NightCache, RedisLink};
 use innkeeper::jobs::Reconciler;
-use innkeeper::{demo, store, telemetry};
+use innkeeper::{demo, telemetry};
 
 /// Hotel reservations for peak-season booking surges.
 #[derive(Debug, Parser)]
@@ -94,21 +94,21 @@ fn run(command: Option<Command>, config: Config) -> anyhow::Result<()> {
                 let seed_config = config.clone();
                 let application = Application::build(config, backends, clock.clone()).await?;
                 if seed_demo {
-                    let db = store::connect(backends.database_url.expose(), &seed_config)?;
-                    demo::seed(&db, clock.now()).await?;
+                    demo::seed(&backends.shards(&seed_config).await?, clock.now()).await?;
                 }
                 application.run_until_stopped(app::shutdown_signal()).await
             })
         }
         Command::Migrate => on_backends(&config, async |backends| {
-            let db = store::connect(backends.database_url.expose(), &config)?;
-            store::migrate(&db).await?;
-            println!("migrations applied");
+            let shards = backends.shards(&config).await?;
+            println!(
+                "migrations applied to the catalog and {} shard(s)",
+                shards.all().len()
+            );
             Ok(())
         }),
         Command::Reconcile => on_backends(&config, async |backends| {
-            let db = store::connect(backends.database_url.expose(), &config)?;
-            store::migrate(&db).await?;
+            let shards = backends.shards(&config).await?;
             let cache = match config.inventory_mode {
                 InventoryMode::Redis => Some(NightCache::new(
                     RedisLink::open(&backends.redis, config.redis_pool_size)?,
@@ -117,7 +117,7 @@ fn run(command: Option<Command>, config: Config) -> anyhow::Result<()> {
                 )),
                 InventoryMode::Db => None,
             };
-            let report = Reconciler::new(db, cache, Arc::new(SystemClock), config.limits)
+            let report = Reconciler::new(shards, cache, Arc::new(SystemClock), config.limits)
                 .run_once()
                 .await?;
             println!("{}", serde_json::to_string(&report)?);

@@ -92,7 +92,7 @@ impl Booker {
                     if stored.is_none() {
                         stored = Some(
                             self.bounded(async {
-                                let db = self.connection().await?;
+                                let db = self.connection(hotel_id).await?;
                                 Ok(inventory::nights_of_hotel(
                                     &db,
                                     hotel_id,

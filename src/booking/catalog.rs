@@ -15,7 +15,7 @@ use super::{Booker, BookingError};
 use crate::domain::{InvalidField, InventoryDay, NightRange, RestrictionChange, RestrictionDay};
 use crate::inventory::LoadMode;
 use crate::store::hotels::{self, Hotel, HotelFields};
-use crate::store::page::{Page, PageRequest};
+use crate::store::page::{Order, Page, PageRequest};
 use crate::store::room_types::{self, RoomType, RoomTypeFields};
 use crate::store::rooms::{self, Room, RoomFields};
 use crate::store::{inventory, restrictions};
@@ -36,8 +36,9 @@ pub struct InventoryChange {
 impl Booker {
     pub async fn create_hotel(&self, fields: &HotelFields) -> Result<Hotel, BookingError> {
         self.bounded(async {
-            let db = self.connection().await?;
-            let hotel = hotels::insert(&db, fields, self.clock.now()).await?;
+            let hotel_id = hotels::next_id(&self.shards.catalog().get().await?).await?;
+            let db = self.connection(hotel_id).await?;
+            let hotel = hotels::insert(&db, hotel_id, fields, self.clock.now()).await?;
             // This id may have been asked for, and remembered as missing, just before.
             self.directory.forget(hotel.id);
             Ok(hotel)
@@ -45,23 +46,28 @@ impl Booker {
         .await
     }
 
-    /// One page of hotels by id, optionally in one city (without regard to case).
+    /// One page of hotels by id, optionally in one city (without regard to case): each
+    /// shard's page, merged by id. A shard out of reach fails the list (503) rather than
+    /// silently leaving its hotels out.
     pub async fn hotels(
         &self,
         city: Option<&str>,
         page: &PageRequest<i64>,
     ) -> Result<Page<Hotel>, BookingError> {
-        self.bounded(async {
-            let db = self.connection().await?;
-            let rows = hotels::list(&db, city, page).await?;
-            Ok(Page::from_rows(rows, page, |hotel| hotel.id))
-        })
-        .await
+        let rows = self
+            .on_every_shard(|db| async move { Ok(hotels::list(&db, city, page).await?) })
+            .await?;
+        Ok(Page::from_merged(
+            rows,
+            page,
+            |hotel| hotel.id,
+            Order::Ascending,
+        ))
     }
 
     pub async fn hotel(&self, hotel_id: i64) -> Result<Hotel, BookingError> {
         self.bounded(async {
-            let db = self.connection().await?;
+            let db = self.connection(hotel_id).await?;
             require_hotel(&db, hotel_id).await
         })
         .await
@@ -79,7 +85,7 @@ impl Booker {
         let today = fields.timezone.today(now);
         let (hotel, ratio_changed) = self
             .bounded(async {
-                let mut db = self.connection().await?;
+                let mut db = self.connection(hotel_id).await?;
                 let tx = db.transaction().await?;
                 let before = hotels::get_for_update(&tx, hotel_id)
                     .await?
@@ -106,7 +112,7 @@ impl Booker {
             return;
         };
         let refreshed = async {
-            let db = self.db.get().await?;
+            let db = self.connection(hotel_id).await?;
             let far_future = from + Days::new(RATIO_REFRESH_DAYS);
             for (room_type_id, nights) in
                 inventory::nights_of_hotel(&db, hotel_id, from, far_future).await?
@@ -127,7 +133,7 @@ impl Booker {
     pub async fn delete_hotel(&self, hotel_id: i64) -> Result<(), BookingError> {
         self.bounded(async {
             let now = self.clock.now();
-            let mut db = self.connection().await?;
+            let mut db = self.connection(hotel_id).await?;
             let tx = db.transaction().await?;
             let hotel = hotels::get_for_update(&tx, hotel_id)
                 .await?
@@ -155,7 +161,7 @@ impl Booker {
         fields: &RoomTypeFields,
     ) -> Result<RoomType, BookingError> {
         self.bounded(async {
-            let db = self.connection().await?;
+            let db = self.connection(hotel_id).await?;
             require_hotel(&db, hotel_id).await?;
             let room_type = room_types::insert(&db, hotel_id, fields, self.clock.now()).await?;
             self.directory.forget(hotel_id);
@@ -170,7 +176,7 @@ impl Booker {
         page: &PageRequest<i64>,
     ) -> Result<Page<RoomType>, BookingError> {
         self.bounded(async {
-            let db = self.connection().await?;
+            let db = self.connection(hotel_id).await?;
             require_hotel(&db, hotel_id).await?;
             let rows = room_types::list(&db, hotel_id, page).await?;
             Ok(Page::from_rows(rows, page, |room_type| room_type.id))
@@ -184,7 +190,7 @@ impl Booker {
         room_type_id: i64,
     ) -> Result<RoomType, BookingError> {
         self.bounded(async {
-            let db = self.connection().await?;
+            let db = self.connection(hotel_id).await?;
             require_room_type(&db, hotel_id, room_type_id).await
         })
         .await
@@ -197,7 +203,7 @@ impl Booker {
         fields: &RoomTypeFields,
     ) -> Result<RoomType, BookingError> {
         self.bounded(async {
-            let db = self.connection().await?;
+            let db = self.connection(hotel_id).await?;
             let replaced =
                 room_types::update(&db, hotel_id, room_type_id, fields, self.clock.now())
                     .await?
@@ -218,7 +224,7 @@ impl Booker {
     ) -> Result<(), BookingError> {
         self.bounded(async {
             let now = self.clock.now();
-            let mut db = self.connection().await?;
+            let mut db = self.connection(hotel_id).await?;
             let tx = db.transaction().await?;
             let hotel = require_hotel(&tx, hotel_id).await?;
             if !room_types::lock(&tx, hotel_id, room_type_id).await? {
@@ -247,7 +253,7 @@ impl Booker {
         fields: &RoomFields,
     ) -> Result<Room, BookingError> {
         self.bounded(async {
-            let db = self.connection().await?;
+            let db = self.connection(hotel_id).await?;
             require_room_type(&db, hotel_id, fields.room_type_id).await?;
             Ok(rooms::insert(&db, hotel_id, fields, self.clock.now()).await?)
         })
@@ -261,7 +267,7 @@ impl Booker {
         page: &PageRequest<i64>,
     ) -> Result<Page<Room>, BookingError> {
         self.bounded(async {
-            let db = self.connection().await?;
+            let db = self.connection(hotel_id).await?;
             require_hotel(&db, hotel_id).await?;
             let rows = rooms::list(&db, hotel_id, room_type_id, page).await?;
             Ok(Page::from_rows(rows, page, |room| room.id))
@@ -271,7 +277,7 @@ impl Booker {
 
     pub async fn room(&self, hotel_id: i64, room_id: i64) -> Result<Room, BookingError> {
         self.bounded(async {
-            let db = self.connection().await?;
+            let db = self.connection(hotel_id).await?;
             rooms::get(&db, hotel_id, room_id)
                 .await?
                 .ok_or(BookingError::NotFound("room"))
@@ -286,7 +292,7 @@ impl Booker {
         fields: &RoomFields,
     ) -> Result<Room, BookingError> {
         self.bounded(async {
-            let db = self.connection().await?;
+            let db = self.connection(hotel_id).await?;
             if rooms::get(&db, hotel_id, room_id).await?.is_none() {
                 return Err(BookingError::NotFound("room"));
             }
@@ -300,7 +306,7 @@ impl Booker {
 
     pub async fn delete_room(&self, hotel_id: i64, room_id: i64) -> Result<(), BookingError> {
         self.bounded(async {
-            let db = self.connection().await?;
+            let db = self.connection(hotel_id).await?;
             if rooms::delete(&db, hotel_id, room_id).await? {
                 Ok(())
             } else {
@@ -321,7 +327,7 @@ impl Booker {
     ) -> Result<Vec<InventoryDay>, BookingError> {
         let written = self
             .bounded(async {
-                let mut db = self.connection().await?;
+                let mut db = self.connection(hotel_id).await?;
                 let started = Instant::now();
                 let tx = db.transaction().await?;
                 // The share lock keeps the ratio from changing until the capacities below are
@@ -373,7 +379,7 @@ impl Booker {
         change.check()?;
         let (days, nights) = self
             .bounded(async {
-                let mut db = self.connection().await?;
+                let mut db = self.connection(hotel_id).await?;
                 let started = Instant::now();
                 let tx = db.transaction().await?;
                 require_room_type(&tx, hotel_id, room_type_id).await?;
@@ -410,7 +416,7 @@ impl Booker {
         dates: NightRange,
     ) -> Result<Vec<RestrictionDay>, BookingError> {
         self.bounded(async {
-            let db = self.connection().await?;
+            let db = self.connection(hotel_id).await?;
             require_room_type(&db, hotel_id, room_type_id).await?;
             Ok(restrictions::get(&db, hotel_id, room_type_id, dates).await?)
         })
@@ -452,7 +458,7 @@ impl Booker {
         nights: NightRange,
     ) -> Result<Vec<InventoryDay>, BookingError> {
         self.bounded(async {
-            let db = self.connection().await?;
+            let db = self.connection(hotel_id).await?;
             require_room_type(&db, hotel_id, room_type_id).await?;
             let stored =
                 inventory::get_nights(&db, hotel_id, room_type_id, nights.from(), nights.to())

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::BookingError;
 use crate::domain::HotelTimezone;
-use crate::store::hotels;
+use crate::store::{hotels, Shards};
 
 /// How long an entry is trusted. A room type another process deleted within this window may
 /// still pass the booking check; Postgres, which no longer has its nights, then refuses.
@@ -57,7 +57,7 @@ struct Known {
 const SWEEP_ABOVE: usize = 10_000;
 
 pub struct HotelDirectory {
-    db: deadpool_postgres::Pool,
+    shards: Shards,
     /// How long one read may wait on Postgres.
     deadline: Duration,
     entries: Mutex<HashMap<i64, Known>>,
@@ -68,9 +68,9 @@ pub struct HotelDirectory {
 }
 
 impl HotelDirectory {
-    pub fn new(db: deadpool_postgres::Pool, deadline: Duration) -> Self {
+    pub fn new(shards: Shards, deadline: Duration) -> Self {
         Self {
-            db,
+            shards,
             deadline,
             entries: Mutex::new(HashMap::new()),
             loading: Mutex::new(HashMap::new()),
@@ -141,7 +141,7 @@ impl HotelDirectory {
 
     async fn read(&self, hotel_id: i64) -> Result<Known, BookingError> {
         let found = super::bounded(self.deadline, async {
-            let db = self.db.get().await?;
+            let db = self.shards.of_hotel(hotel_id).pool.get().await?;
             Ok(hotels::room_types_of(&db, hotel_id).await?)
         })
         .await?;

@@ -48,6 +48,17 @@ pub enum BookingError {
     Internal(#[from] anyhow::Error),
 }
 
+impl BookingError {
+    /// Whether a booking refused with this error certainly stored nothing: a refusal the
+    /// shard decided, unlike a failure after which the commit may still have happened.
+    pub fn stored_nothing(&self) -> bool {
+        matches!(
+            self,
+            Self::SoldOut | Self::HoldLimit(_) | Self::RestrictionViolated { .. }
+        )
+    }
+}
+
 impl From<tokio_postgres::Error> for BookingError {
     /// Constraint names are matched here and nowhere else; any other database failure is
     /// either "unavailable" (the server is down, slow or restarting, which a retry may

@@ -6,8 +6,10 @@
 //!    here, without touching Postgres. A night missing from Redis is loaded from Postgres
 //!    and the script retried; if Redis is down, the booking carries on through Postgres
 //!    alone.
-//! 3. Postgres re-checks and commits in one statement (`book_stay`). If it refuses (sold
-//!    out under its row locks, a duplicate id) or fails, the Redis deduction is given back.
+//! 3. With PostgreSQL split into shards, the id is claimed in the id directory first (see
+//!    [`ids`](super::ids)), so one id books once across shards. Then the hotel's shard
+//!    re-checks and commits in one statement (`book_stay`). If it refuses (sold out under
+//!    its row locks, a duplicate id) or fails, the Redis deduction is given back.
 //!    What compensation cannot give back (Redis down, a crash) is logged and counted, and
 //!    left for the reconciler.
 //!
@@ -24,7 +26,7 @@ use crate::domain::{
 };
 use crate::inventory::{CacheError, LoadMode, NightCache, PreDeduct};
 use crate::store::inventory as inventory_store;
-use crate::store::reservations::{self, Committed};
+use crate::store::reservations::Committed;
 use crate::telemetry::metrics::{self, COMPENSATIONS, REDIS_FALLBACKS};
 
 /// How a reservation request ended, as counted in `innkeeper_reservations_total{outcome}`.
@@ -173,7 +175,7 @@ impl Booker {
         if let Err(invalid) = parsed {
             // A replay wins over the limits: yesterday's booking retried today is still
             // the same booking.
-            return match self.stored(stay.reservation_id).await? {
+            return match self.stored_at(stay.hotel_id, stay.reservation_id).await? {
                 Some(stored) => Ok(replay(&stay, guest_id, stored)?),
                 None => Err(BookingError::from(invalid).into()),
             };
@@ -216,7 +218,10 @@ impl Booker {
             Ok(PreDeduct::Restricted { night, restriction }) => {
                 Err(BookingError::RestrictionViolated { restriction, night }.into())
             }
-            Ok(PreDeduct::AlreadyHeld) => match self.stored(booking.stay.reservation_id).await? {
+            Ok(PreDeduct::AlreadyHeld) => match self
+                .stored_at(booking.stay.hotel_id, booking.stay.reservation_id)
+                .await?
+            {
                 Some(stored) => Ok(replay(&booking.stay, guest_id, stored)?),
                 None => Err(BookingError::RequestInProgress.into()),
             },
@@ -243,7 +248,7 @@ impl Booker {
         if !matches!(first, PreDeduct::Missing { .. }) {
             return Ok(first);
         }
-        let db = self.connection().await?;
+        let db = self.connection(stay.hotel_id).await?;
         let stored = inventory_store::get_nights(
             &db,
             stay.hotel_id,
@@ -275,22 +280,43 @@ impl Booker {
         result
     }
 
-    /// Runs the Postgres transaction and turns its answer into the API's.
-    /// `sold_out` says what Postgres is doing: re-checking a booking Redis admitted (then
-    /// it commits as part of a group), or checking first (the `db` mode, or Redis down).
+    /// Claims the reservation id (with split shards), runs the Postgres transaction on
+    /// the hotel's shard and turns its answer into the API's. A refusal that stored
+    /// nothing takes the claim back.
     async fn commit(
         &self,
         booking: &NewReservation,
         sold_out: Outcome,
     ) -> Result<(Outcome, Reservation), Refused> {
+        let claim = self.claim_id(&booking.stay).await?;
+        let result = self.commit_on_shard(booking, sold_out).await;
+        if let Err(refused) = &result {
+            if refused.error.stored_nothing() {
+                self.withdraw_claim(&booking.stay, claim).await;
+            }
+        }
+        result
+    }
+
+    /// `sold_out` says what Postgres is doing: re-checking a booking Redis admitted (then
+    /// it commits as part of a group), or checking first (the `db` mode, or Redis down).
+    async fn commit_on_shard(
+        &self,
+        booking: &NewReservation,
+        sold_out: Outcome,
+    ) -> Result<(Outcome, Reservation), Refused> {
+        let group = self.group(booking.stay.hotel_id);
         let committed = if sold_out == Outcome::SoldOutDbRecheck {
-            self.group.commit(booking.clone()).await?
+            group.commit(booking.clone()).await?
         } else {
-            self.group.alone(booking).await?
+            group.alone(booking).await?
         };
         match committed {
             Committed::Created(reservation) => Ok((Outcome::Created, reservation)),
-            Committed::Exists => match self.stored(booking.stay.reservation_id).await? {
+            Committed::Exists => match self
+                .stored_at(booking.stay.hotel_id, booking.stay.reservation_id)
+                .await?
+            {
                 Some(stored) => Ok(replay(&booking.stay, &booking.guest_id, stored)?),
                 None => Err(BookingError::RequestInProgress.into()),
             },
@@ -305,14 +331,6 @@ impl Booker {
                 Err(BookingError::RestrictionViolated { restriction, night }.into())
             }
         }
-    }
-
-    pub(super) async fn stored(
-        &self,
-        reservation_id: ReservationId,
-    ) -> Result<Option<Reservation>, BookingError> {
-        let db = self.connection().await?;
-        Ok(reservations::get(&db, reservation_id).await?)
     }
 }
 

@@ -10,8 +10,9 @@ use uuid::Uuid;
 use super::flow::count_compensation;
 use super::{Booker, BookingError};
 use crate::domain::{Ending, Principal, Reservation, ReservationId, ReservationStatus, Stay};
-use crate::store::page::{Page, PageRequest};
+use crate::store::page::{Order, Page, PageRequest};
 use crate::store::reservations::{self, ListKey, Owner};
+use crate::store::Shard;
 
 impl Booker {
     /// A reservation the caller may see: its guest, or any member of staff. Others are
@@ -33,12 +34,28 @@ impl Booker {
         owner: Owner<'_>,
         page: &PageRequest<ListKey>,
     ) -> Result<Page<Reservation>, BookingError> {
-        self.bounded(async {
-            let db = self.connection().await?;
-            let rows = reservations::list(&db, owner, page).await?;
-            Ok(Page::from_rows(rows, page, ListKey::of))
-        })
-        .await
+        if let Owner::Hotel(hotel_id) = owner {
+            return self
+                .bounded(async {
+                    let db = self.connection(hotel_id).await?;
+                    let rows = reservations::list(&db, owner, page).await?;
+                    Ok(Page::from_rows(rows, page, ListKey::of))
+                })
+                .await;
+        }
+        // A guest's stays, or everyone's, may be at hotels on any shard.
+        let rows = self
+            .on_every_shard(|db| {
+                let owner = owner.clone();
+                async move { Ok(reservations::list(&db, owner, page).await?) }
+            })
+            .await?;
+        Ok(Page::from_merged(
+            rows,
+            page,
+            ListKey::of,
+            Order::Descending,
+        ))
     }
 
     /// Cancels a pending or confirmed reservation and gives its nights back, in Postgres
@@ -72,7 +89,8 @@ impl Booker {
         reservation_id: ReservationId,
     ) -> Result<Reservation, BookingError> {
         let now = self.clock.now();
-        let db = self.connection().await?;
+        let shard = self.shard_holding(reservation_id).await?;
+        let db = shard.pool.get().await?;
         if let Some(confirmed) = reservations::confirm(&db, reservation_id, now).await? {
             return Ok(confirmed);
         }
@@ -101,10 +119,15 @@ impl Booker {
     /// Like a cancel, each give-back is registered in Redis before Postgres ends the stay
     /// (see [`end`](Self::end)); holds another sweeper or a confirm took meanwhile have
     /// theirs withdrawn.
-    pub async fn expire_due(&self, now: DateTime<Utc>, batch: u16) -> Result<usize, BookingError> {
+    pub async fn expire_due(
+        &self,
+        shard: &Shard,
+        now: DateTime<Utc>,
+        batch: u16,
+    ) -> Result<usize, BookingError> {
         let due = self
             .bounded(async {
-                let db = self.connection().await?;
+                let db = shard.pool.get().await?;
                 Ok(reservations::due_holds(&db, now, i64::from(batch)).await?)
             })
             .await?;
@@ -115,7 +138,7 @@ impl Booker {
         let ids: Vec<Uuid> = due.iter().map(|hold| hold.id().as_uuid()).collect();
         let expired = self
             .bounded(async {
-                let db = self.connection().await?;
+                let db = shard.pool.get().await?;
                 Ok(reservations::expire_holds(&db, now, &ids).await?)
             })
             .await?;
@@ -147,7 +170,7 @@ impl Booker {
         let reservation_id = current.id();
         let ended = self
             .bounded(async {
-                let db = self.connection().await?;
+                let db = self.connection(current.stay.hotel_id).await?;
                 Ok(reservations::end_stay(&db, reservation_id, ending, now).await?)
             })
             .await?;

@@ -20,6 +20,7 @@ mod error;
 mod flow;
 pub mod group_commit;
 pub mod health;
+mod ids;
 mod lifecycle;
 
 pub use error::BookingError;
@@ -35,6 +36,7 @@ use crate::clock::Clock;
 use crate::config::{Config, Fault};
 use crate::domain::BookingLimits;
 use crate::inventory::NightCache;
+use crate::store::Shards;
 use directory::HotelDirectory;
 use group_commit::GroupCommitter;
 
@@ -42,7 +44,8 @@ use group_commit::GroupCommitter;
 /// catalog writes that must reach both stores.
 #[derive(Clone)]
 pub struct Booker {
-    db: deadpool_postgres::Pool,
+    /// The catalog and the shards; every hotel's data on its own shard.
+    shards: Shards,
     /// `None` in the `db` inventory mode.
     cache: Option<NightCache>,
     clock: Arc<dyn Clock>,
@@ -55,14 +58,14 @@ pub struct Booker {
     /// deadlines): a little over the statement timeout.
     db_deadline: Duration,
     directory: Arc<HotelDirectory>,
-    /// Commits the bookings Redis admitted, several per transaction (redis mode only: the
-    /// db mode is the one-transaction-per-attempt baseline).
-    group: Arc<GroupCommitter>,
+    /// Per shard: commits the bookings Redis admitted, several per transaction (redis
+    /// mode only: the db mode is the one-transaction-per-attempt baseline).
+    groups: Arc<[Arc<GroupCommitter>]>,
 }
 
 impl Booker {
     pub fn new(
-        db: deadpool_postgres::Pool,
+        shards: Shards,
         cache: Option<NightCache>,
         clock: Arc<dyn Clock>,
         config: &Config,
@@ -71,12 +74,18 @@ impl Booker {
         // server is alive.
         let commit_timeout = config.db_statement_timeout + Duration::from_millis(500);
         Self {
-            directory: Arc::new(HotelDirectory::new(db.clone(), commit_timeout)),
-            group: Arc::new(
-                GroupCommitter::new(db.clone(), commit_timeout, config.fault)
-                    .marking_in(cache.clone()),
-            ),
-            db,
+            directory: Arc::new(HotelDirectory::new(shards.clone(), commit_timeout)),
+            groups: shards
+                .all()
+                .iter()
+                .map(|shard| {
+                    Arc::new(
+                        GroupCommitter::new(shard.pool.clone(), commit_timeout, config.fault)
+                            .marking_in(cache.clone()),
+                    )
+                })
+                .collect(),
+            shards,
             cache,
             clock,
             limits: config.limits,
@@ -95,8 +104,33 @@ impl Booker {
         now.timestamp() + self.in_flight_ttl.as_secs() as i64
     }
 
-    async fn connection(&self) -> Result<deadpool_postgres::Object, BookingError> {
-        Ok(self.db.get().await?)
+    /// A connection to the shard that holds `hotel_id`.
+    async fn connection(&self, hotel_id: i64) -> Result<deadpool_postgres::Object, BookingError> {
+        Ok(self.shards.of_hotel(hotel_id).pool.get().await?)
+    }
+
+    /// `work` on every shard at once, each bounded like any other Postgres call: their
+    /// answers in shard order, or the first failure (a shard out of reach fails it all).
+    async fn on_every_shard<T, Work>(
+        &self,
+        work: impl Fn(deadpool_postgres::Object) -> Work,
+    ) -> Result<Vec<T>, BookingError>
+    where
+        Work: Future<Output = Result<T, BookingError>>,
+    {
+        let work = &work;
+        futures::future::try_join_all(
+            self.shards
+                .all()
+                .iter()
+                .map(|shard| self.bounded(async move { work(shard.pool.get().await?).await })),
+        )
+        .await
+    }
+
+    /// The group committer of the shard that holds `hotel_id`.
+    fn group(&self, hotel_id: i64) -> &Arc<GroupCommitter> {
+        &self.groups[self.shards.of_hotel(hotel_id).index]
     }
 
     /// `work` on Postgres, bounded by the deadline: see [`bounded`].

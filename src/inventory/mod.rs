@@ -260,15 +260,21 @@ impl NightCache {
         call.run(command.query_async(&mut connection)).await
     }
 
-    /// Redis' own clock, in microseconds: what lua/load_nights.lua stamps each night it
-    /// writes with, so the reconciler can tell a night written after its Postgres read
-    /// began, by one clock whatever instance wrote it.
-    pub async fn server_time(&self) -> Result<i64, CacheError> {
+    /// The clock of the Redis node that holds `hotel_id`'s nights, in microseconds: what
+    /// lua/load_nights.lua stamps each night it writes with, so the reconciler can tell a
+    /// night written after its Postgres read began, by one clock whatever instance wrote
+    /// it. Asked through a script on a key of the hotel, so a Redis Cluster routes it to
+    /// that node: another node's clock may differ, and a plain TIME goes to any node,
+    /// one that is down included.
+    pub async fn server_time(&self, hotel_id: i64) -> Result<i64, CacheError> {
         let call = self.link.connection().await?;
         let mut connection = call.handle();
-        let (seconds, micros): (i64, i64) = call
-            .run(redis::cmd("TIME").query_async(&mut connection))
-            .await?;
+        let time = redis::cmd("EVAL")
+            .arg("local t = redis.call('TIME') return {tonumber(t[1]), tonumber(t[2])}")
+            .arg(1)
+            .arg(self.keys.in_flight(hotel_id))
+            .to_owned();
+        let (seconds, micros): (i64, i64) = call.run(time.query_async(&mut connection)).await?;
         Ok(seconds * 1_000_000 + micros)
     }
 

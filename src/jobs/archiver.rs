@@ -9,13 +9,14 @@ use std::time::Instant;
 use chrono::Days;
 
 use crate::clock::Clock;
+use crate::store::{Shard, Shards};
 
 /// Reservations moved per statement, so one run never holds long locks.
 const BATCH: i64 = 1000;
 
 #[derive(Clone)]
 pub struct Archiver {
-    db: deadpool_postgres::Pool,
+    shards: Shards,
     clock: Arc<dyn Clock>,
     retention_days: u32,
 }
@@ -28,21 +29,32 @@ pub struct ArchiveReport {
 }
 
 impl Archiver {
-    pub fn new(db: deadpool_postgres::Pool, clock: Arc<dyn Clock>, retention_days: u32) -> Self {
+    pub fn new(shards: Shards, clock: Arc<dyn Clock>, retention_days: u32) -> Self {
         Self {
-            db,
+            shards,
             clock,
             retention_days,
         }
     }
 
+    /// One run on every shard, one after another.
     pub async fn run_once(&self) -> anyhow::Result<ArchiveReport> {
+        let mut total = ArchiveReport::default();
+        for shard in self.shards.all() {
+            let report = self.run_on(shard).await?;
+            total.reservations_archived += report.reservations_archived;
+            total.nights_deleted += report.nights_deleted;
+        }
+        Ok(total)
+    }
+
+    pub async fn run_on(&self, shard: &Shard) -> anyhow::Result<ArchiveReport> {
         let now = self.clock.now();
         let today = now.date_naive();
         let cutoff = today - Days::new(u64::from(self.retention_days));
         // A night is past everywhere once it is two days behind UTC's today.
         let past = today - Days::new(2);
-        let db = self.db.get().await?;
+        let db = shard.pool.get().await?;
         let mut report = ArchiveReport::default();
         let started = Instant::now();
         let archive = "WITH moved AS ( \

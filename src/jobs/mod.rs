@@ -2,8 +2,9 @@
 //! sweeper and the archiver. Each is a `run_once` step that tests drive one at a time,
 //! looped by [`run_until_stopped`] at its configured interval.
 //!
-//! However many instances serve, each job runs on one of them: the one holding its lease
-//! in Postgres (`job_leases`), which it renews at every step. A lease lasts two intervals
+//! However many instances serve, each job runs once per shard: on the instance holding
+//! its lease in that shard's Postgres (`job_leases`), which it renews at every step. Each
+//! shard's jobs loop on their own, so a shard out of reach delays only its own. A lease lasts two intervals
 //! plus [`LEASE_GRACE`], so an instance that dies or freezes hands a job over within three
 //! of its intervals plus the grace: the lease lapses, and another instance takes it at its
 //! next step. An instance that stops cleanly gives its leases up at once.
@@ -23,10 +24,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::Pool;
+use futures::future::join_all;
 use uuid::Uuid;
 
-use crate::store::leases;
+use crate::store::{leases, Shard, Shards};
 
 pub use archiver::Archiver;
 pub use reconciler::{ReconcileReport, Reconciler};
@@ -44,21 +45,21 @@ pub struct Jobs {
     pub leases: Leases,
 }
 
-/// This instance's claim on the jobs' leases.
+/// This instance's claim on the jobs' leases, on every shard.
 #[derive(Clone)]
 pub struct Leases {
-    db: Pool,
+    shards: Shards,
     holder: Arc<str>,
 }
 
 impl Leases {
     /// A holder name unique to this process, and telling an operator which one it is.
-    pub fn new(db: Pool) -> Self {
+    pub fn new(shards: Shards) -> Self {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|name| name.trim().to_owned())
             .unwrap_or_else(|_| "unknown host".into());
         Self {
-            db,
+            shards,
             holder: format!(
                 "pid {} on {host} ({})",
                 std::process::id(),
@@ -72,50 +73,66 @@ impl Leases {
         &self.holder
     }
 
-    /// Renews or takes the lease of `job`, run every `period`.
-    async fn claim(&self, job: &str, period: Duration) -> anyhow::Result<bool> {
-        leases::claim(&self.db, job, &self.holder, period * 2 + LEASE_GRACE).await
+    /// Renews or takes the lease of `job` on `shard`, run every `period`.
+    async fn claim(&self, shard: &Shard, job: &str, period: Duration) -> anyhow::Result<bool> {
+        leases::claim(&shard.pool, job, &self.holder, period * 2 + LEASE_GRACE).await
     }
 
-    /// Gives every lease of this instance up, for another to take at its next step.
+    /// Gives every lease of this instance up, on every shard at once, for others to take
+    /// at their next step.
     pub async fn release(&self) -> anyhow::Result<()> {
-        leases::release_all(&self.db, &self.holder).await
+        let released = join_all(
+            self.shards
+                .all()
+                .iter()
+                .map(|shard| leases::release_all(&shard.pool, &self.holder)),
+        )
+        .await;
+        released.into_iter().collect()
     }
 }
 
-/// Runs every job at its interval until the returned future is dropped; it never completes
-/// on its own, even with every job off, so a caller may `select!` on it beside the server.
-/// A zero interval turns a job off. A failed step is logged and retried at the next tick: the jobs repair
-/// drift, so skipping one round only delays a repair.
+/// Runs every job on every shard at its interval until the returned future is dropped; it
+/// never completes on its own, even with every job off, so a caller may `select!` on it
+/// beside the server. A zero interval turns a job off. A failed step is logged and retried
+/// at the next tick: the jobs repair drift, so skipping one round only delays a repair.
 pub async fn run_until_stopped(
     jobs: Jobs,
+    shards: Shards,
     reconcile: Duration,
     sweep: Duration,
     archive: Duration,
 ) {
-    let reconciler = jobs.reconciler.clone();
-    let sweeper = jobs.sweeper.clone();
-    let archiver = jobs.archiver.clone();
     let leases = &jobs.leases;
-    tokio::join!(
-        every(leases, reconcile, "reconciler", move || {
-            let reconciler = reconciler.clone();
-            async move { reconciler.run_once().await.map(|_| ()) }
-        }),
-        every(leases, sweep, "hold sweeper", move || {
-            let sweeper = sweeper.clone();
-            async move { sweeper.run_once().await.map(|_| ()) }
-        }),
-        every(leases, archive, "archiver", move || {
-            let archiver = archiver.clone();
-            async move { archiver.run_once().await.map(|_| ()) }
-        }),
-    );
+    let on_shard = |shard: &Shard| {
+        let (reconciler, sweeper, archiver) = (&jobs.reconciler, &jobs.sweeper, &jobs.archiver);
+        let shard = shard.clone();
+        async move {
+            tokio::join!(
+                every(leases, &shard, reconcile, "reconciler", || async {
+                    reconciler.run_on(&shard).await.map(|_| ())
+                }),
+                every(leases, &shard, sweep, "hold sweeper", || async {
+                    sweeper.run_on(&shard).await.map(|_| ())
+                }),
+                every(leases, &shard, archive, "archiver", || async {
+                    archiver.run_on(&shard).await.map(|_| ())
+                }),
+            );
+        }
+    };
+    join_all(shards.all().iter().map(on_shard)).await;
+    std::future::pending().await
 }
 
-/// Runs `step` every `period` while this instance holds the job's lease.
-async fn every<F, Fut>(leases: &Leases, period: Duration, name: &'static str, step: F)
-where
+/// Runs `step` every `period` while this instance holds the job's lease on `shard`.
+async fn every<F, Fut>(
+    leases: &Leases,
+    shard: &Shard,
+    period: Duration,
+    name: &'static str,
+    step: F,
+) where
     F: Fn() -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
@@ -127,11 +144,17 @@ where
     let mut held = false;
     loop {
         ticks.tick().await;
-        let holds = match leases.claim(name, period).await {
+        // A frozen shard never answers: give up by the grace, and try again next tick.
+        let claim = tokio::time::timeout(LEASE_GRACE, leases.claim(shard, name, period));
+        let holds = match claim
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("timed out")))
+        {
             Ok(holds) => holds,
             Err(error) => {
                 tracing::warn!(
                     job = name,
+                    shard = shard.index + 1,
                     error = format!("{error:#}"),
                     "could not claim the job's lease"
                 );
@@ -141,6 +164,7 @@ where
         if holds != held {
             tracing::info!(
                 job = name,
+                shard = shard.index + 1,
                 holder = leases.holder(),
                 holds,
                 "job lease changed hands"
@@ -153,6 +177,7 @@ where
         if let Err(error) = step().await {
             tracing::warn!(
                 job = name,
+                shard = shard.index + 1,
                 error = format!("{error:#}"),
                 "background job step failed"
             );

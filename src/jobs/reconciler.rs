@@ -47,6 +47,7 @@ use crate::clock::Clock;
 use crate::domain::BookingLimits;
 use crate::inventory::{KnownDeduction, NightCache, ReconcileCounts};
 use crate::store::{inventory, reservations};
+use crate::store::{Shard, Shards};
 use crate::telemetry::metrics::{
     RECONCILER_DRIFT, RECONCILER_LAST_SUCCESS, RECONCILER_REPAIRS, RECONCILER_RUNS,
 };
@@ -67,7 +68,7 @@ pub struct ReconcileReport {
 
 #[derive(Clone)]
 pub struct Reconciler {
-    db: deadpool_postgres::Pool,
+    shards: Shards,
     cache: Option<NightCache>,
     clock: Arc<dyn Clock>,
     limits: BookingLimits,
@@ -75,27 +76,39 @@ pub struct Reconciler {
 
 impl Reconciler {
     pub fn new(
-        db: deadpool_postgres::Pool,
+        shards: Shards,
         cache: Option<NightCache>,
         clock: Arc<dyn Clock>,
         limits: BookingLimits,
     ) -> Self {
         Self {
-            db,
+            shards,
             cache,
             clock,
             limits,
         }
     }
 
-    /// One full pass over every hotel. In the `db` inventory mode there is no cache to
-    /// repair and the report is all zeros.
+    /// One full pass over every hotel of every shard, one shard after another.
     pub async fn run_once(&self) -> anyhow::Result<ReconcileReport> {
+        let mut total = ReconcileReport::default();
+        for shard in self.shards.all() {
+            let report = self.run_on(shard).await?;
+            total.checked += report.checked;
+            total.drifted += report.drifted;
+            total.repaired += report.repaired;
+        }
+        Ok(total)
+    }
+
+    /// One full pass over every hotel of `shard`. In the `db` inventory mode there is no
+    /// cache to repair and the report is all zeros.
+    pub async fn run_on(&self, shard: &Shard) -> anyhow::Result<ReconcileReport> {
         let started = Instant::now();
         let mut total = ReconcileCounts::default();
         if let Some(cache) = &self.cache {
             let hotels: Vec<i64> = {
-                let db = self.db.get().await?;
+                let db = shard.pool.get().await?;
                 db.query("SELECT hotel_id FROM hotels ORDER BY hotel_id", &[])
                     .await?
                     .iter()
@@ -103,7 +116,7 @@ impl Reconciler {
                     .collect()
             };
             for hotel_id in hotels {
-                let counts = self.reconcile_hotel(cache, hotel_id).await?;
+                let counts = self.reconcile_hotel(cache, shard, hotel_id).await?;
                 total.checked += counts.checked;
                 total.drifted += counts.drifted;
                 total.repaired += counts.repaired;
@@ -135,11 +148,12 @@ impl Reconciler {
     async fn reconcile_hotel(
         &self,
         cache: &NightCache,
+        shard: &Shard,
         hotel_id: i64,
     ) -> anyhow::Result<ReconcileCounts> {
         let in_flight = cache.in_flight(hotel_id).await?;
         let snapshot = self.clock.now();
-        let read_at = cache.server_time().await?;
+        let read_at = cache.server_time(hotel_id).await?;
         let today = snapshot.date_naive();
         // Yesterday too: a night is "today" somewhere until UTC's tomorrow.
         let from = today - Days::new(1);
@@ -152,7 +166,7 @@ impl Reconciler {
             .filter_map(|(id, _)| id.parse().ok())
             .collect();
 
-        let mut db = self.db.get().await?;
+        let mut db = shard.pool.get().await?;
         let tx = db
             .build_transaction()
             .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)

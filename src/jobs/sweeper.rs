@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::booking::Booker;
 use crate::clock::Clock;
+use crate::store::{Shard, Shards};
 use crate::telemetry::metrics::HOLDS_EXPIRED;
 
 /// Holds expired per statement; the sweep repeats until a batch comes back short.
@@ -20,19 +21,36 @@ const BATCH: u16 = 200;
 #[derive(Clone)]
 pub struct Sweeper {
     booker: Booker,
+    shards: Shards,
     clock: Arc<dyn Clock>,
 }
 
 impl Sweeper {
-    pub fn new(booker: Booker, clock: Arc<dyn Clock>) -> Self {
-        Self { booker, clock }
+    pub fn new(booker: Booker, shards: Shards, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            booker,
+            shards,
+            clock,
+        }
     }
 
-    /// Expires every hold due now; returns how many expired.
+    /// Expires every hold due now on every shard; returns how many expired.
     pub async fn run_once(&self) -> anyhow::Result<u64> {
         let mut expired = 0;
+        for shard in self.shards.all() {
+            expired += self.run_on(shard).await?;
+        }
+        Ok(expired)
+    }
+
+    /// Expires every hold due now on `shard`; returns how many expired.
+    pub async fn run_on(&self, shard: &Shard) -> anyhow::Result<u64> {
+        let mut expired = 0;
         loop {
-            let batch = self.booker.expire_due(self.clock.now(), BATCH).await?;
+            let batch = self
+                .booker
+                .expire_due(shard, self.clock.now(), BATCH)
+                .await?;
             expired += batch as u64;
             metrics::counter!(HOLDS_EXPIRED).increment(batch as u64);
             if batch < usize::from(BATCH) {

@@ -64,15 +64,26 @@ fn from_row(row: &Row) -> Result<Hotel, tokio_postgres::Error> {
     })
 }
 
+/// A new hotel id, from the catalog's sequence: ids name one hotel whatever shard holds it.
+pub async fn next_id(catalog: &impl GenericClient) -> Result<i64, tokio_postgres::Error> {
+    let sql = "SELECT nextval('hotel_ids')";
+    Ok(catalog
+        .query_one(&catalog.prepare_cached(sql).await?, &[])
+        .await?
+        .get(0))
+}
+
+/// Stores a hotel under an id from [`next_id`].
 pub async fn insert(
     db: &impl GenericClient,
+    hotel_id: i64,
     fields: &HotelFields,
     now: DateTime<Utc>,
 ) -> Result<Hotel, tokio_postgres::Error> {
     let sql = format!(
-        "INSERT INTO hotels (name, address, city, country, timezone, currency, \
-         overbooking_ratio_bp, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING {COLUMNS}"
+        "INSERT INTO hotels (hotel_id, name, address, city, country, timezone, currency, \
+         overbooking_ratio_bp, created_at, updated_at) OVERRIDING SYSTEM VALUE \
+         VALUES ($9, $1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING {COLUMNS}"
     );
     let row = db
         .query_one(
@@ -86,6 +97,7 @@ pub async fn insert(
                 &fields.currency.as_str(),
                 &fields.overbooking_ratio.basis_points(),
                 &now,
+                &hotel_id,
             ],
         )
         .await?;

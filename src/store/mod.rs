@@ -3,6 +3,7 @@
 //!
 //! Queries are prepared once per connection (`prepare_cached`) and always parameterised.
 
+pub mod claims;
 pub mod hotels;
 pub mod inventory;
 pub mod leases;
@@ -11,6 +12,7 @@ pub mod reservations;
 pub mod restrictions;
 pub mod room_types;
 pub mod rooms;
+pub mod shards;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -20,6 +22,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::types::{FromSql, Type};
 
 use crate::config::Config;
+pub use shards::{Shard, Shards};
+
 use crate::domain::{CurrencyCode, HotelTimezone, OverbookingRatio, ReservationStatus};
 
 mod embedded {
@@ -32,8 +36,7 @@ mod embedded {
 /// are answered 503 quickly instead of piling up; statements are bounded by
 /// `statement_timeout` for the same reason.
 pub fn connect(url: &str, config: &Config) -> anyhow::Result<Pool> {
-    let mut pg = tokio_postgres::Config::from_str(url)
-        .context("DATABASE_URL is not a valid PostgreSQL URL")?;
+    let mut pg = tokio_postgres::Config::from_str(url).context("not a valid PostgreSQL URL")?;
     pg.application_name("innkeeper");
     pg.connect_timeout(Duration::from_secs(5));
     // DateStyle ISO: book_stay() names a restricted night in an error message, which this

@@ -97,6 +97,33 @@ impl<T> Page<T> {
     }
 }
 
+/// Which way a list runs by its key.
+#[derive(Debug, Clone, Copy)]
+pub enum Order {
+    Ascending,
+    Descending,
+}
+
+impl<T> Page<T> {
+    /// Builds a page from each shard's rows for the same request (up to `limit + 1`
+    /// each, after the same cursor): merged in the list's order, they hold the whole
+    /// list's next `limit + 1`.
+    pub fn from_merged<K: CursorKey + Ord>(
+        per_shard: Vec<Vec<T>>,
+        request: &PageRequest<K>,
+        key: impl Fn(&T) -> K,
+        order: Order,
+    ) -> Self {
+        let mut rows: Vec<T> = per_shard.into_iter().flatten().collect();
+        match order {
+            Order::Ascending => rows.sort_by_key(|row| key(row)),
+            Order::Descending => rows.sort_by_key(|row| std::cmp::Reverse(key(row))),
+        }
+        rows.truncate(request.limit as usize + 1);
+        Self::from_rows(rows, request, key)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +169,36 @@ mod tests {
                 }
             }
             prop_assert_eq!(seen, rows);
+        }
+
+        #[test]
+        fn walking_merged_pages_visits_every_row_once(
+            shard_of in proptest::collection::vec(0usize..3, 0..60),
+            limit in 1i64..10,
+        ) {
+            // Row r (1-based) lives on shard shard_of[r - 1].
+            let mut seen = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let request = parse(Some(limit), cursor.as_deref()).unwrap();
+                let after = request.after.unwrap_or(0);
+                let per_shard: Vec<Vec<i64>> = (0..3)
+                    .map(|shard| {
+                        (1..=shard_of.len() as i64)
+                            .filter(|r| shard_of[*r as usize - 1] == shard && *r > after)
+                            .take(limit as usize + 1)
+                            .collect()
+                    })
+                    .collect();
+                let page = Page::from_merged(per_shard, &request, |r| *r, Order::Ascending);
+                prop_assert!(page.items.len() <= limit as usize);
+                seen.extend(page.items);
+                match page.next_cursor {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+            prop_assert_eq!(seen, (1..=shard_of.len() as i64).collect::<Vec<_>>());
         }
     }
 }

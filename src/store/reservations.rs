@@ -263,8 +263,9 @@ pub async fn confirm(
     row.as_ref().map(from_row).transpose()
 }
 
-/// The key reservation lists are ordered by: newest first, ties broken by id.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The key reservation lists are ordered by: newest first, ties broken by id. Its `Ord`
+/// (time, then id bytes) is Postgres' order of the same pair.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ListKey {
     pub created_at: DateTime<Utc>,
     pub reservation_id: Uuid,

@@ -21,13 +21,13 @@ use crate::faults::{assert_consistent, book_load, wait_for, NIGHTS, TOTAL};
 use crate::helpers::{fresh_database, stay, wait_until, Options, TestApp};
 
 /// A private cluster in a directory removed at the end.
-struct Cluster {
+pub struct Cluster {
     dir: PathBuf,
     redis: RedisCluster,
 }
 
 impl Cluster {
-    async fn start() -> Self {
+    pub async fn start() -> Self {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("cluster-{}", Uuid::new_v4().simple()));
         let redis = tokio::task::spawn_blocking({
@@ -40,6 +40,11 @@ impl Cluster {
         Self { dir, redis }
     }
 
+    /// `INNKEEPER_REDIS_CLUSTER` for this cluster.
+    pub fn seeds(&self) -> String {
+        self.redis.seeds()
+    }
+
     /// An innkeeper on this cluster. `shared` names a database and key prefix that
     /// another instance uses too.
     async fn app(&self, shared: Option<(String, String)>) -> TestApp {
@@ -47,7 +52,7 @@ impl Cluster {
         TestApp::spawn_with(Options {
             database_url,
             prefix,
-            env: vec![("INNKEEPER_REDIS_CLUSTER", self.redis.seeds())],
+            env: vec![("INNKEEPER_REDIS_CLUSTER", self.seeds())],
             ..Options::default()
         })
         .await

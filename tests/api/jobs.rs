@@ -316,7 +316,7 @@ async fn a_deduction_committed_in_the_middle_of_a_pass_is_not_erased() {
     let seen_in_flight = app.cache.in_flight(hotel).await.unwrap();
     assert!(seen_in_flight.is_empty());
     let snapshot_at = app.clock.now().timestamp();
-    let read_at = app.cache.server_time().await.unwrap();
+    let read_at = app.cache.server_time(hotel).await.unwrap();
     let snapshot = {
         let db = app.db.get().await.unwrap();
         innkeeper::store::inventory::get_nights(&db, hotel, room_type, night, app.night(2))

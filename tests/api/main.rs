@@ -16,3 +16,4 @@ mod observability;
 mod ops;
 mod reservations;
 mod restrictions;
+mod shards;

@@ -644,7 +644,7 @@ async fn the_reconciler_never_reverts_a_change_made_during_its_pass() {
     let hotel = app.hotel_with_inventory(1.0, 5, night, 1).await;
     // Steps 1 and 2 of a pass: the clocks, then the Postgres read (no restrictions yet).
     let snapshot_at = app.clock.now().timestamp();
-    let read_at = app.cache.server_time().await.unwrap();
+    let read_at = app.cache.server_time(hotel.0).await.unwrap();
     let stale = {
         let db = app.db.get().await.unwrap();
         innkeeper::store::inventory::get_nights(&db, hotel.0, hotel.1, night, app.night(2))

@@ -1,0 +1,36 @@
+-- PostgreSQL split by hotel (see SCALING.md). Every database gets every table, so one
+-- set of migrations serves the catalog and the shards alike, and a database may be both.
+
+-- Catalog only: which shard holds each of the 256 logical shards. A shard is named by its
+-- place in INNKEEPER_SHARD_URLS (0 for the first); a hotel's logical shard is a fixed
+-- hash of its id, so moving a logical shard to another database is the one way a hotel
+-- changes database. The catalog fills the map on its first start with shards.
+CREATE TABLE shard_map (
+    logical_shard smallint PRIMARY KEY CHECK (logical_shard BETWEEN 0 AND 255),
+    shard         smallint NOT NULL CHECK (shard >= 0)
+);
+
+-- Shards only: the place in INNKEEPER_SHARD_URLS this database was first served at, so a
+-- list reordered by mistake is refused at start instead of sending hotels to the wrong
+-- database. Written on first use, not by the migration, so databases cloned from one
+-- migrated template stay interchangeable until then.
+CREATE TABLE shard_identity (
+    singleton boolean  PRIMARY KEY DEFAULT true CHECK (singleton),
+    shard     smallint NOT NULL CHECK (shard >= 0)
+);
+
+-- Catalog only: hotel ids for every shard, so an id names one hotel wherever it lives.
+-- It continues the hotels this database already holds.
+CREATE SEQUENCE hotel_ids AS bigint;
+SELECT setval('hotel_ids', coalesce(max(hotel_id), 0) + 1, false) FROM hotels;
+
+-- Shards: the reservation-id directory, partitioned by the id's own hash (the id's home
+-- shard), not by hotel: it is what makes an id unique across shards. A row says which
+-- hotel an id was claimed for. `shared` is set once a second request for the same hotel
+-- relies on the claim, after which the claimer no longer removes it on refusal.
+CREATE TABLE reservation_claims (
+    reservation_id uuid        PRIMARY KEY,
+    hotel_id       bigint      NOT NULL,
+    claimed_at     timestamptz NOT NULL,
+    shared         boolean     NOT NULL DEFAULT false
+);
