@@ -10,13 +10,18 @@ CREATE TABLE shard_map (
     shard         smallint NOT NULL CHECK (shard >= 0)
 );
 
--- Shards only: the place in INNKEEPER_SHARD_URLS this database was first served at, so a
--- list reordered by mistake is refused at start instead of sending hotels to the wrong
--- database. Written on first use, not by the migration, so databases cloned from one
--- migrated template stay interchangeable until then.
-CREATE TABLE shard_identity (
-    singleton boolean  PRIMARY KEY DEFAULT true CHECK (singleton),
-    shard     smallint NOT NULL CHECK (shard >= 0)
+-- Every database: which database this is (a random id made on first use, not by the
+-- migration, so databases cloned from one migrated template stay distinct), the place in
+-- INNKEEPER_SHARD_URLS it was first served at (NULL until then; the catalog alone is
+-- shard 0), and whether the id directory has an entry for every reservation it holds
+-- (false until innkeeper first serves it with shards, when it fills them in). A list
+-- reordered by mistake, or a catalog that held hotels left out of it, is refused at start
+-- instead of sending hotels to the wrong database.
+CREATE TABLE database_identity (
+    singleton       boolean  PRIMARY KEY DEFAULT true CHECK (singleton),
+    database_id     uuid     NOT NULL,
+    shard           smallint CHECK (shard >= 0),
+    claims_complete boolean  NOT NULL DEFAULT false
 );
 
 -- Catalog only: hotel ids for every shard, so an id names one hotel wherever it lives.

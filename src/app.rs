@@ -128,8 +128,6 @@ pub struct Application {
     /// `/metrics` on a listener of its own, when `INNKEEPER_METRICS_BIND` is set.
     metrics: Option<(TcpListener, Router)>,
     state: AppState,
-    /// Whose jobs this instance runs: every shard's.
-    shards: Shards,
 }
 
 impl Application {
@@ -193,7 +191,6 @@ impl Application {
             router: http::app(state.clone()),
             metrics: metrics_listener.map(|listener| (listener, http::metrics_app(state.clone()))),
             state,
-            shards,
         })
     }
 
@@ -223,7 +220,6 @@ impl Application {
         let config = &self.state.config;
         let jobs = jobs::run_until_stopped(
             Jobs::clone(&self.state.jobs),
-            self.shards.clone(),
             config.reconcile_interval,
             config.sweep_interval,
             config.archive_interval,

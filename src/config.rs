@@ -187,7 +187,7 @@ pub struct Config {
     /// may make on the guarded routes, and how many at once; past it 429 `rate_limited`.
     /// Off by default because load tests drive everything through one token.
     pub rate_limit: Option<RateLimit>,
-    /// `INNKEEPER_REQUEST_TIMEOUT_MS`, default 20000: a request not answered by then is
+    /// `INNKEEPER_REQUEST_TIMEOUT_MS`, default 25000: a request not answered by then is
     /// answered 503 `unavailable`. Longer than the slowest booking the commit path allows
     /// (see `check`), so a booking is answered by itself when it can be.
     pub request_timeout: Duration,
@@ -242,7 +242,7 @@ impl Default for Config {
             in_flight_ttl: Duration::from_secs(30),
             max_in_flight: Some(2048),
             rate_limit: None,
-            request_timeout: Duration::from_millis(20_000),
+            request_timeout: Duration::from_millis(25_000),
             db_pool_size: 16,
             redis_pool_size: 1,
             db_statement_timeout: Duration::from_millis(5000),
@@ -359,7 +359,7 @@ impl Config {
             request_timeout: Duration::from_millis(positive(
                 &get("INNKEEPER_REQUEST_TIMEOUT_MS"),
                 "INNKEEPER_REQUEST_TIMEOUT_MS",
-                20_000,
+                25_000,
             )? as u64),
             db_pool_size: positive(
                 &get("INNKEEPER_DB_POOL_SIZE"),
@@ -458,17 +458,18 @@ impl Config {
                 });
             }
         }
-        // After a deduction a booking waits at most one statement timeout for a connection,
-        // and a little over one for the group commit ahead of it and one for its own: the
-        // group commit answers every booking by that deadline (and a full queue refuses at
-        // once). The reconciler trusts that a deduction older than the in-flight TTL has
-        // ended, so the TTL must be longer than all of that.
-        let longest_booking = self.db_statement_timeout * 3 + Duration::from_secs(2);
+        // After a deduction a booking waits a little over one statement timeout to claim
+        // its id (with split shards), at most one for a connection, and a little over one
+        // for the group commit ahead of it and one for its own: the group commit answers
+        // every booking by that deadline (and a full queue refuses at once). The
+        // reconciler trusts that a deduction older than the in-flight TTL has ended, so
+        // the TTL must be longer than all of that.
+        let longest_booking = self.db_statement_timeout * 4 + Duration::from_millis(2500);
         if self.in_flight_ttl <= longest_booking {
             return Err(ConfigError {
                 variable: "INNKEEPER_IN_FLIGHT_TTL",
                 problem: format!(
-                    "must be more than three times INNKEEPER_DB_STATEMENT_TIMEOUT_MS plus two seconds ({} s)",
+                    "must be more than four times INNKEEPER_DB_STATEMENT_TIMEOUT_MS plus 2.5 seconds ({} s)",
                     longest_booking.as_secs_f64()
                 ),
             });
@@ -477,7 +478,7 @@ impl Config {
             return Err(ConfigError {
                 variable: "INNKEEPER_REQUEST_TIMEOUT_MS",
                 problem: format!(
-                    "must be more than three times INNKEEPER_DB_STATEMENT_TIMEOUT_MS plus two seconds ({} s), so that a booking is answered by its own deadline",
+                    "must be more than four times INNKEEPER_DB_STATEMENT_TIMEOUT_MS plus 2.5 seconds ({} s), so that a booking is answered by its own deadline",
                     longest_booking.as_secs_f64()
                 ),
             });
@@ -626,7 +627,7 @@ mod tests {
         assert_eq!(config.max_token_ttl, Duration::from_secs(86_400));
         assert_eq!(config.max_live_holds, Some(3));
         assert_eq!(config.max_in_flight, Some(2048));
-        assert_eq!(config.request_timeout, Duration::from_secs(20));
+        assert_eq!(config.request_timeout, Duration::from_secs(25));
         let off = Config::from_vars(vars(&[("INNKEEPER_MAX_LIVE_HOLDS", "0")])).unwrap();
         assert_eq!(off.max_live_holds, None);
     }
@@ -760,7 +761,7 @@ mod tests {
     #[test]
     fn the_in_flight_ttl_must_outlast_a_booking() {
         let config = Config::from_vars(vars(&[
-            ("INNKEEPER_IN_FLIGHT_TTL", "17"),
+            ("INNKEEPER_IN_FLIGHT_TTL", "22"),
             ("INNKEEPER_DB_STATEMENT_TIMEOUT_MS", "5000"),
         ]))
         .unwrap();
@@ -769,7 +770,7 @@ mod tests {
             "INNKEEPER_IN_FLIGHT_TTL"
         );
         let config = Config::from_vars(vars(&[
-            ("INNKEEPER_IN_FLIGHT_TTL", "6"),
+            ("INNKEEPER_IN_FLIGHT_TTL", "7"),
             ("INNKEEPER_DB_STATEMENT_TIMEOUT_MS", "1000"),
         ]))
         .unwrap();

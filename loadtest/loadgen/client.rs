@@ -3,6 +3,8 @@
 //! the CPU with the server, so every cycle it does not spend is one the server can use.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -13,34 +15,55 @@ use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-/// Where the server listens, parsed once from `--base-url`.
+/// Where the servers listen, parsed once from `--base-url`: one instance, or several
+/// (comma-separated) that connections are spread over in turn, as behind a load balancer.
 #[derive(Debug, Clone)]
 pub struct Target {
-    pub addr: SocketAddr,
+    instances: Arc<[Instance]>,
+    next: Arc<AtomicUsize>,
+}
+
+/// One server's address and `Host` header.
+#[derive(Debug, Clone)]
+struct Instance {
+    addr: SocketAddr,
     host: String,
 }
 
 impl Target {
     /// `http://HOST:PORT` only: the bench never leaves the machine, so neither TLS nor a
     /// path prefix is supported.
-    pub async fn parse(base_url: &str) -> anyhow::Result<Self> {
-        let host = base_url
-            .strip_prefix("http://")
-            .context("--base-url must start with http://")?
-            .trim_end_matches('/')
-            .to_owned();
-        let addr = tokio::net::lookup_host(&host)
-            .await
-            .with_context(|| format!("resolving {host}"))?
-            .next()
-            .with_context(|| format!("{host} has no address"))?;
-        Ok(Self { addr, host })
+    pub async fn parse(base_urls: &str) -> anyhow::Result<Self> {
+        let mut instances = Vec::new();
+        for base_url in base_urls.split(',').map(str::trim) {
+            let host = base_url
+                .strip_prefix("http://")
+                .context("--base-url must start with http://")?
+                .trim_end_matches('/')
+                .to_owned();
+            let addr = tokio::net::lookup_host(&host)
+                .await
+                .with_context(|| format!("resolving {host}"))?
+                .next()
+                .with_context(|| format!("{host} has no address"))?;
+            instances.push(Instance { addr, host });
+        }
+        Ok(Self {
+            instances: instances.into(),
+            next: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// The instance the next connection goes to.
+    fn pick(&self) -> Instance {
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        self.instances[turn % self.instances.len()].clone()
     }
 }
 
 /// One keep-alive connection. It reconnects by itself when the server closed it.
 pub struct Conn {
-    target: Target,
+    instance: Instance,
     sender: SendRequest<Full<Bytes>>,
 }
 
@@ -54,11 +77,9 @@ pub struct Answer {
 
 impl Conn {
     pub async fn open(target: &Target) -> anyhow::Result<Self> {
-        let sender = handshake(target).await?;
-        Ok(Self {
-            target: target.clone(),
-            sender,
-        })
+        let instance = target.pick();
+        let sender = handshake(&instance).await?;
+        Ok(Self { instance, sender })
     }
 
     pub async fn call(
@@ -69,12 +90,12 @@ impl Conn {
         body: Option<String>,
     ) -> anyhow::Result<Answer> {
         if self.sender.ready().await.is_err() {
-            self.sender = handshake(&self.target).await?;
+            self.sender = handshake(&self.instance).await?;
         }
         let mut request = Request::builder()
             .method(method)
             .uri(path)
-            .header("host", &self.target.host);
+            .header("host", &self.instance.host);
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
@@ -122,10 +143,10 @@ impl Conn {
     }
 }
 
-async fn handshake(target: &Target) -> anyhow::Result<SendRequest<Full<Bytes>>> {
-    let stream = TcpStream::connect(target.addr)
+async fn handshake(instance: &Instance) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+    let stream = TcpStream::connect(instance.addr)
         .await
-        .with_context(|| format!("connecting to {}", target.addr))?;
+        .with_context(|| format!("connecting to {}", instance.addr))?;
     stream.set_nodelay(true)?;
     let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {

@@ -7,6 +7,8 @@
 //!                --pid PID --mode LABEL --rate-past SUITE.json --out FILE
 //!                                                        # the open-loop overload
 //! loadgen report --raw raw.json RESULTS.json...          # the markdown tables
+//! loadgen topology --dir DIR --shards N                  # a catalog, N shards and a
+//!                                                        # Redis Cluster, until SIGTERM
 //! ```
 //!
 //! It is a closed-loop generator (each connection sends its next request when the answer
@@ -17,6 +19,7 @@ mod client;
 mod report;
 mod scenarios;
 mod stats;
+mod topology;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -50,23 +53,38 @@ enum Command {
         /// Suite results, in the order they should appear.
         results: Vec<PathBuf>,
     },
+    /// Start a PostgreSQL catalog, shard PostgreSQL servers and a Redis Cluster, write
+    /// their settings to DIR/env, and keep them up until SIGTERM.
+    Topology {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 2)]
+        shards: usize,
+    },
 }
 
 /// Where the service is and how to observe it.
 #[derive(Debug, clap::Args)]
 struct TargetArgs {
+    /// The service: one instance, or several (comma-separated) that connections are
+    /// spread over in turn.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     base_url: String,
     #[arg(long, env = "STAFF_TOKEN")]
     staff_token: String,
     #[arg(long, env = "GUEST_TOKEN")]
     guest_token: String,
-    /// The service's database, read for `pg_stat_database` and oversell checks.
+    /// The service's database (the catalog), read for `pg_stat_database` and oversell
+    /// checks.
     #[arg(long, env = "BENCH_DATABASE_URL")]
     database_url: String,
-    /// The innkeeper process, whose peak RSS is reported.
-    #[arg(long)]
-    pid: u32,
+    /// The shard databases of a service split by hotel (its `INNKEEPER_SHARD_URLS`),
+    /// comma-separated; counted with the catalog, which is also reported alone.
+    #[arg(long, value_delimiter = ',')]
+    shard_urls: Vec<String>,
+    /// The innkeeper processes (comma-separated), whose peak RSS is reported, added up.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pid: Vec<u32>,
     /// Seconds to let idle PostgreSQL backends report their transaction counts.
     #[arg(long, default_value_t = 11)]
     settle_seconds: u64,
@@ -80,7 +98,8 @@ impl TargetArgs {
             guest: self.guest_token.clone(),
             mode: mode.to_owned(),
             database_url: self.database_url.clone(),
-            pid: self.pid,
+            shard_urls: self.shard_urls.clone(),
+            pids: self.pid.clone(),
             settle: Duration::from_secs(self.settle_seconds),
         })
     }
@@ -194,6 +213,7 @@ fn main() -> anyhow::Result<()> {
             print!("{}", report::render(&raw, &results)?);
             Ok(())
         }
+        Command::Topology { dir, shards } => topology::run(&dir, shards),
     }
 }
 

@@ -132,6 +132,7 @@ pub fn render(raw: &Path, results: &[PathBuf]) -> anyhow::Result<String> {
     if !overload.is_empty() {
         render_overload(&mut out, &overload)?;
     }
+    render_topology(&mut out, &rows)?;
 
     writeln!(out, "\n### Ratios and targets\n")?;
     writeln!(out, "| ratio | value | target | met |")?;
@@ -325,6 +326,24 @@ pub fn render(raw: &Path, results: &[PathBuf]) -> anyhow::Result<String> {
             |v| v == 1.0,
         )?;
     }
+    for prefix in ["rush", "sold out", "spread"] {
+        let Some(split) = find(prefix, TOPOLOGY) else {
+            continue;
+        };
+        target(
+            format!("cluster topology, {prefix}: throughput / single node"),
+            find(prefix, "redis").map(|single| split.throughput / single.throughput),
+            "(shown: same two cores)",
+            |_| true,
+        )?;
+        // The catalog must stay off the booking path: it is one database for every shard.
+        target(
+            format!("cluster topology, {prefix}: catalog PG xacts per attempt"),
+            Some(catalog_xacts(split) / split.attempts.max(1) as f64),
+            "<= 0.01",
+            |v| v <= 0.01,
+        )?;
+    }
     target(
         "oversell, every scenario and mode".into(),
         Some(
@@ -337,6 +356,66 @@ pub fn render(raw: &Path, results: &[PathBuf]) -> anyhow::Result<String> {
         |v| v == 0.0,
     )?;
     Ok(out)
+}
+
+/// The mode label of the suite `loadtest/bench --topology cluster` runs on a catalog, two
+/// shards, a Redis Cluster and two instances.
+const TOPOLOGY: &str = "redis, cluster topology";
+
+/// Transactions the catalog took during a split run.
+fn catalog_xacts(row: &Row) -> f64 {
+    row.extra
+        .get("pg_xacts_catalog")
+        .copied()
+        .unwrap_or(f64::NAN)
+}
+
+/// The split topology beside the single node, scenario by scenario: what the same work
+/// costs when it crosses more processes, and where its Postgres transactions go.
+fn render_topology(out: &mut String, rows: &[Row]) -> anyhow::Result<()> {
+    let split: Vec<&Row> = rows.iter().filter(|row| row.mode == TOPOLOGY).collect();
+    if split.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "\n### Cluster topology: a catalog, two shards, a Redis Cluster, two instances\n"
+    )?;
+    writeln!(
+        out,
+        "Everything on the same cores as the single-node run, so the ratio is the CPU time \
+         each request costs more, not what more machines would give (see SCALING.md).\n"
+    )?;
+    writeln!(
+        out,
+        "| scenario | single node /s | topology /s | single / topology | topology p99 ms | \
+         catalog PG xacts / attempt | shard PG xacts / attempt | oversell |"
+    )?;
+    writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|")?;
+    for row in split {
+        let single = rows
+            .iter()
+            .find(|r| r.mode == "redis" && r.scenario == row.scenario);
+        let attempts = row.attempts.max(1) as f64;
+        let catalog = catalog_xacts(row);
+        writeln!(
+            out,
+            "| {} | {} | {:.0} {} | {} | {:.2} | {:.4} | {:.3} | {} |",
+            row.scenario,
+            single.map_or("n/a".into(), |r| format!("{:.0}", r.throughput)),
+            row.throughput,
+            row.unit,
+            single.map_or("n/a".into(), |r| format!(
+                "{:.2}",
+                r.throughput / row.throughput
+            )),
+            row.p99_ms,
+            catalog / attempts,
+            (row.pg_xacts as f64 - catalog) / attempts,
+            row.oversell
+        )?;
+    }
+    Ok(())
 }
 
 /// The overload runs side by side: every answer's latency (from when it was due), and the

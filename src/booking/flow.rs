@@ -175,7 +175,7 @@ impl Booker {
         if let Err(invalid) = parsed {
             // A replay wins over the limits: yesterday's booking retried today is still
             // the same booking.
-            return match self.stored_at(stay.hotel_id, stay.reservation_id).await? {
+            return match self.stored(stay.reservation_id).await? {
                 Some(stored) => Ok(replay(&stay, guest_id, stored)?),
                 None => Err(BookingError::from(invalid).into()),
             };

@@ -1,14 +1,14 @@
 //! Group commit: bookings that Redis has already admitted commit together, several to a
-//! Postgres transaction, per shard of hotels.
+//! Postgres transaction, per lane of hotels.
 //!
 //! In a rush every admitted booking updates the same few night rows, so one-by-one they
 //! queue on those row locks and each waits for its own commit flush; across many hotels,
-//! every booking pays a commit flush of its own. Here hotels are spread over shards; the
-//! first booking of a shard starts a drainer, bookings arriving while its transaction
+//! every booking pays a commit flush of its own. Here hotels are spread over lanes; the
+//! first booking of a lane starts a drainer, bookings arriving while its transaction
 //! runs wait in a queue, and the drainer commits them together in the next one. A booking
 //! that arrives alone commits at once, so a quiet hotel pays no extra latency. One drainer
-//! per shard means a shard's transactions never wait on each other's row locks, and
-//! shards hold disjoint hotels, so they never wait on each other either.
+//! per lane means a lane's transactions never wait on each other's row locks, and
+//! lanes hold disjoint hotels, so they never wait on each other either.
 //!
 //! A batch sends its statements together (tokio-postgres pipelines them on the
 //! connection), so it costs about one round trip and one commit flush, not one per
@@ -26,8 +26,8 @@
 //! booking costs Redis two round trips, its pre-deduction and its share of the mark.
 //!
 //! Every booking waits for its answer with a deadline, and a drainer that panics hands
-//! its shard on: the bookings of its batch are answered 503, and those queued behind it
-//! get a new drainer, so one bad batch never wedges a shard.
+//! its lane on: the bookings of its batch are answered 503, and those queued behind it
+//! get a new drainer, so one bad batch never wedges a lane.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -49,7 +49,7 @@ const COMMITTED_MARKER_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Most bookings one transaction commits.
 const MAX_BATCH: usize = 64;
 
-/// Most bookings waiting in one shard's queue. Past it a booking is answered 503
+/// Most bookings waiting in one lane's queue. Past it a booking is answered 503
 /// `overloaded` at once (and its deduction given back): a queue longer than this could not
 /// drain within a booking's deadline anyway.
 const MAX_QUEUED: usize = 16 * MAX_BATCH;
@@ -70,30 +70,30 @@ pub struct GroupCommitter {
     /// `Fault::PanicInGroupCommit` makes the next drainer panic once, for the test that a
     /// panic wedges nothing.
     panic_once: std::sync::atomic::AtomicBool,
-    /// How many shards hotels are spread over: at most this many batch transactions run
+    /// How many lanes hotels are spread over: at most this many batch transactions run
     /// at once.
-    shards: i64,
-    /// Per shard: the bookings waiting for the next transaction. A key is present exactly
+    lanes: i64,
+    /// Per lane: the bookings waiting for the next transaction. A key is present exactly
     /// while a drainer runs for it.
     queues: Mutex<HashMap<i64, Vec<Waiting>>>,
 }
 
 impl GroupCommitter {
-    /// One shard per core, at least two, and never more than half the pool (the rest is
-    /// for bookings that commit alone and every other query). Fewer shards batch more:
-    /// with a shard per two pool connections, bookings spread across 1,000 hotels took
-    /// 1.0 transactions each; with two shards, 0.23, and 10 to 20% more of them commit
-    /// per second. Two keep one shard's statements running while the other's commit
+    /// One lane per core, at least two, and never more than half the pool (the rest is
+    /// for bookings that commit alone and every other query). Fewer lanes batch more:
+    /// with a lane per two pool connections, bookings spread across 1,000 hotels took
+    /// 1.0 transactions each; with two lanes, 0.23, and 10 to 20% more of them commit
+    /// per second. Two keep one lane's statements running while the other's commit
     /// waits for its flush.
     pub fn new(db: deadpool_postgres::Pool, timeout: Duration, fault: Option<Fault>) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
-        let shards = cores.max(2).min(db.status().max_size / 2).max(1) as i64;
+        let lanes = cores.max(2).min(db.status().max_size / 2).max(1) as i64;
         Self {
             db,
             cache: None,
             timeout,
             panic_once: (fault == Some(Fault::PanicInGroupCommit)).into(),
-            shards,
+            lanes,
             queues: Mutex::new(HashMap::new()),
         }
     }
@@ -111,9 +111,9 @@ impl GroupCommitter {
         self.timeout * 3
     }
 
-    /// Commits one admitted booking, together with others of its shard.
+    /// Commits one admitted booking, together with others of its lane.
     pub async fn commit(self: &Arc<Self>, stay: NewReservation) -> Result<Committed, BookingError> {
-        let key = stay.stay.hotel_id.rem_euclid(self.shards);
+        let key = stay.stay.hotel_id.rem_euclid(self.lanes);
         let (sender, receiver) = oneshot::channel();
         let start_drainer = {
             let mut queues = self.lock();
@@ -144,7 +144,7 @@ impl GroupCommitter {
     fn start_drainer(self: &Arc<Self>, key: i64) {
         let committer = self.clone();
         tokio::spawn(async move {
-            let _hands_on_if_it_panics = Shard {
+            let _hands_on_if_it_panics = Lane {
                 committer: committer.clone(),
                 key,
             };
@@ -170,8 +170,16 @@ impl GroupCommitter {
                     return;
                 }
                 let take = queue.len().min(MAX_BATCH);
-                queue.drain(..take).collect()
+                // A booking whose caller stopped waiting (its deadline passed, it was
+                // answered 503 and its deduction given back) is not committed after all.
+                queue
+                    .drain(..take)
+                    .filter(|(_, answer)| !answer.is_closed())
+                    .collect()
             };
+            if batch.is_empty() {
+                continue;
+            }
             self.run(batch).await;
         }
     }
@@ -318,22 +326,22 @@ fn answer((booking, answer): Waiting, outcome: Result<Committed, BookingError>) 
     created
 }
 
-/// A shard's drainer while it runs. Dropped by a panic's unwinding, it hands the shard
+/// A lane's drainer while it runs. Dropped by a panic's unwinding, it hands the lane
 /// on: bookings queued behind the failed batch get a new drainer rather than waiting for
 /// one that will never come, or the key leaves the map when none are queued. (A drainer
 /// that returns has already removed its key, so then the drop does nothing.)
-struct Shard {
+struct Lane {
     committer: Arc<GroupCommitter>,
     key: i64,
 }
 
-impl Drop for Shard {
+impl Drop for Lane {
     fn drop(&mut self) {
         if !std::thread::panicking() {
             return;
         }
         tracing::error!(
-            shard = self.key,
+            lane = self.key,
             "a group-commit drainer panicked; restarting it"
         );
         // One lock for the look and the removal, so no booking can queue in between and

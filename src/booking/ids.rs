@@ -3,9 +3,9 @@
 //! directory on the id's home shard (`store::claims`), and a read by id asks the directory
 //! which hotel, and so which shard, holds it.
 //!
-//! The directory is only ever consulted for bookings that got past Redis (and for every
-//! booking in the `db` mode): sold-out traffic never reaches it. The failure cases are
-//! written down in SCALING.md.
+//! A booking claims its id only once Redis has admitted it (every booking, in the `db`
+//! mode): sold-out traffic never reaches the directory. The failure cases are written
+//! down in SCALING.md.
 
 use chrono::{DateTime, Utc};
 
@@ -25,9 +25,12 @@ pub(super) enum HeldClaim {
 impl Booker {
     /// Claims the stay's reservation id for its hotel, when the shards are split.
     ///
-    /// An id claimed for another hotel is that hotel's: 422 if its shard holds the
-    /// reservation, 409 `request_in_progress` while a booking for it may still be in
-    /// flight, and taken over once none can be (the in-flight TTL outlasts any booking).
+    /// An id claimed for another hotel stays that hotel's: 409 `request_in_progress`
+    /// while a booking for it may still be in flight (younger than the in-flight TTL),
+    /// and 422 `idempotency_conflict` once it is stored there or can no longer be. A claim
+    /// is never handed to another hotel: a booking under it frozen on its way to a shard
+    /// that is stopped could still commit whenever that shard wakes up, and only the claim
+    /// keeps its id from being booked a second time elsewhere meanwhile.
     pub(super) async fn claim_id(&self, stay: &Stay) -> Result<HeldClaim, BookingError> {
         if !self.shards.is_split() {
             return Ok(HeldClaim::None);
@@ -37,34 +40,22 @@ impl Booker {
         let claim = self
             .bounded(async { Ok(claims::claim(&home.get().await?, id, stay.hotel_id).await?) })
             .await?;
-        let (other_hotel, age) = match claim {
-            Claim::Made(at) => return Ok(HeldClaim::Made(at)),
-            Claim::Joined => return Ok(HeldClaim::None),
-            Claim::Elsewhere { hotel_id, age } => (hotel_id, age),
-        };
-        if self
-            .stored_at(other_hotel, stay.reservation_id)
-            .await?
-            .is_some()
-        {
-            return Err(BookingError::IdempotencyConflict);
+        match claim {
+            Claim::Made(at) => Ok(HeldClaim::Made(at)),
+            Claim::Joined => Ok(HeldClaim::None),
+            Claim::Elsewhere { hotel_id, age } if age < self.in_flight_ttl => {
+                if self
+                    .stored_at(hotel_id, stay.reservation_id)
+                    .await?
+                    .is_some()
+                {
+                    Err(BookingError::IdempotencyConflict)
+                } else {
+                    Err(BookingError::RequestInProgress)
+                }
+            }
+            Claim::Elsewhere { .. } => Err(BookingError::IdempotencyConflict),
         }
-        if age < self.in_flight_ttl {
-            return Err(BookingError::RequestInProgress);
-        }
-        let taken = self
-            .bounded(async {
-                let db = home.get().await?;
-                Ok(
-                    claims::take_over(&db, id, other_hotel, stay.hotel_id, self.in_flight_ttl)
-                        .await?,
-                )
-            })
-            .await?;
-        // None: another request took it over first.
-        taken
-            .map(HeldClaim::Made)
-            .ok_or(BookingError::RequestInProgress)
     }
 
     /// Takes back a claim this booking made, after a refusal that stored nothing (sold

@@ -90,14 +90,21 @@ impl Booker {
     ) -> Result<Reservation, BookingError> {
         let now = self.clock.now();
         let shard = self.shard_holding(reservation_id).await?;
-        let db = shard.pool.get().await?;
-        if let Some(confirmed) = reservations::confirm(&db, reservation_id, now).await? {
-            return Ok(confirmed);
-        }
-        let current = reservations::get(&db, reservation_id)
-            .await?
-            .ok_or(BookingError::NotFound("reservation"))?;
-        drop(db);
+        let current = self
+            .bounded(async {
+                let db = shard.pool.get().await?;
+                if let Some(confirmed) = reservations::confirm(&db, reservation_id, now).await? {
+                    return Ok(Ok(confirmed));
+                }
+                Ok(Err(reservations::get(&db, reservation_id)
+                    .await?
+                    .ok_or(BookingError::NotFound("reservation"))?))
+            })
+            .await?;
+        let current = match current {
+            Ok(confirmed) => return Ok(confirmed),
+            Err(current) => current,
+        };
         match current.status {
             ReservationStatus::Confirmed => Ok(current),
             ReservationStatus::Pending => {

@@ -98,7 +98,6 @@ impl Leases {
 /// at the next tick: the jobs repair drift, so skipping one round only delays a repair.
 pub async fn run_until_stopped(
     jobs: Jobs,
-    shards: Shards,
     reconcile: Duration,
     sweep: Duration,
     archive: Duration,
@@ -121,7 +120,7 @@ pub async fn run_until_stopped(
             );
         }
     };
-    join_all(shards.all().iter().map(on_shard)).await;
+    join_all(leases.shards.all().iter().map(on_shard)).await;
     std::future::pending().await
 }
 
@@ -174,7 +173,13 @@ async fn every<F, Fut>(
         if !holds {
             continue;
         }
-        if let Err(error) = step().await {
+        // A step cut short by its deadline (a frozen shard) is repeated at a later tick;
+        // past its lease another instance may be running it anyway.
+        let deadline = period * 2 + LEASE_GRACE;
+        let outcome = tokio::time::timeout(deadline, step())
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("timed out after {deadline:?}")));
+        if let Err(error) = outcome {
             tracing::warn!(
                 job = name,
                 shard = shard.index + 1,

@@ -39,6 +39,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Days;
+use futures::future::join_all;
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -89,11 +90,13 @@ impl Reconciler {
         }
     }
 
-    /// One full pass over every hotel of every shard, one shard after another.
+    /// One full pass over every hotel of every shard, the shards at once: one out of
+    /// reach fails the pass (after the others are done) without holding them up.
     pub async fn run_once(&self) -> anyhow::Result<ReconcileReport> {
+        let passes = join_all(self.shards.all().iter().map(|shard| self.run_on(shard))).await;
         let mut total = ReconcileReport::default();
-        for shard in self.shards.all() {
-            let report = self.run_on(shard).await?;
+        for report in passes {
+            let report = report?;
             total.checked += report.checked;
             total.drifted += report.drifted;
             total.repaired += report.repaired;

@@ -66,34 +66,6 @@ pub async fn claim(
     }
 }
 
-/// Moves a claim made for `from_hotel` at least `older_than` ago, whose reservation that
-/// hotel's shard does not hold, to `to_hotel`; false if the claim changed meanwhile.
-pub async fn take_over(
-    db: &impl GenericClient,
-    reservation_id: Uuid,
-    from_hotel: i64,
-    to_hotel: i64,
-    older_than: Duration,
-) -> Result<Option<chrono::DateTime<chrono::Utc>>, tokio_postgres::Error> {
-    let sql = "UPDATE reservation_claims \
-               SET hotel_id = $3, claimed_at = clock_timestamp(), shared = false \
-               WHERE reservation_id = $1 AND hotel_id = $2 \
-                 AND claimed_at <= clock_timestamp() - make_interval(secs => $4) \
-               RETURNING claimed_at";
-    let row = db
-        .query_opt(
-            &db.prepare_cached(sql).await?,
-            &[
-                &reservation_id,
-                &from_hotel,
-                &to_hotel,
-                &older_than.as_secs_f64(),
-            ],
-        )
-        .await?;
-    Ok(row.map(|row| row.get(0)))
-}
-
 /// Takes back a claim this request made and no other relies on, after its booking was
 /// refused with nothing stored.
 pub async fn withdraw(

@@ -66,27 +66,79 @@ impl Shards {
                 })
                 .collect::<anyhow::Result<_>>()?,
         };
+        // Everything is checked before anything is recorded: a refused start leaves
+        // the databases as they were.
+        let mut identities: Vec<Identity> = Vec::new();
         for shard in &shards {
             let place = shard.index + 1;
-            migrate(&shard.pool)
-                .await
-                .with_context(|| format!("migrating shard {place}"))?;
-            let remembered = claim_place(&shard.pool, shard.index)
+            if shard_urls.is_some() {
+                migrate(&shard.pool)
+                    .await
+                    .with_context(|| format!("migrating shard {place}"))?;
+            }
+            let identity = identify(&shard.pool)
                 .await
                 .with_context(|| format!("reading shard {place}'s identity"))?;
+            if let Some(earlier) = identities
+                .iter()
+                .position(|other| other.database_id == identity.database_id)
+            {
+                anyhow::bail!(
+                    "INNKEEPER_SHARD_URLS entries {} and {place} are the same database",
+                    earlier + 1
+                );
+            }
+            identities.push(identity);
+        }
+        // A catalog that served as a shard (as it does alone) holds that shard's hotels:
+        // leaving it out of the list, or moving it, would hide them.
+        let catalog_identity = identify(&catalog)
+            .await
+            .context("reading the catalog's identity")?;
+        if let Some(place) = catalog_identity.shard {
             anyhow::ensure!(
-                remembered == shard.index,
-                "the database at INNKEEPER_SHARD_URLS entry {place} was first served as entry {}; \
-                 the list must keep its order",
-                remembered + 1
+                identities
+                    .get(place)
+                    .is_some_and(|shard| shard.database_id == catalog_identity.database_id),
+                "the catalog (DATABASE_URL) holds the hotels of shard {}: its URL must stay \
+                 entry {} of INNKEEPER_SHARD_URLS",
+                place + 1,
+                place + 1
             );
         }
+        for (shard, identity) in shards.iter().zip(&identities) {
+            if let Some(first) = identity.shard.filter(|first| *first != shard.index) {
+                anyhow::bail!(
+                    "the database at INNKEEPER_SHARD_URLS entry {} was first served as \
+                     entry {}; the list must keep its order",
+                    shard.index + 1,
+                    first + 1
+                );
+            }
+        }
+        for (shard, identity) in shards.iter().zip(&mut identities) {
+            if identity.shard.is_none() {
+                *identity = take_place(&shard.pool, shard.index)
+                    .await
+                    .with_context(|| format!("recording shard {}'s place", shard.index + 1))?;
+            }
+        }
         let map = read_or_fill_map(&catalog, shards.len()).await?;
-        Ok(Self {
+        let shards = Self {
             catalog,
             shards: shards.into(),
             map: Arc::new(map),
-        })
+        };
+        if shards.is_split() {
+            for (shard, identity) in shards.all().iter().zip(&identities) {
+                if !identity.claims_complete {
+                    backfill_claims(&shards, shard).await.with_context(|| {
+                        format!("filling in the id directory for shard {}", shard.index + 1)
+                    })?;
+                }
+            }
+        }
+        Ok(shards)
     }
 
     /// Where hotel ids come from and the shard map lives.
@@ -132,21 +184,103 @@ pub fn logical_shard(key: u64) -> usize {
     (z % LOGICAL_SHARDS as u64) as usize
 }
 
-/// The place this database remembers being served at, recording `index` if it has none.
-async fn claim_place(pool: &Pool, index: usize) -> anyhow::Result<usize> {
+/// What a database knows of itself (`database_identity`).
+struct Identity {
+    database_id: Uuid,
+    /// Its place in `INNKEEPER_SHARD_URLS`, once it has served as a shard.
+    shard: Option<usize>,
+    /// Whether every reservation it holds has its entry in the id directory.
+    claims_complete: bool,
+}
+
+/// This database's identity, made on first use.
+async fn identify(pool: &Pool) -> anyhow::Result<Identity> {
     let client = pool.get().await?;
-    let index = i16::try_from(index).context("too many shards")?;
     client
         .execute(
-            "INSERT INTO shard_identity (shard) VALUES ($1) ON CONFLICT DO NOTHING",
+            "INSERT INTO database_identity (database_id) VALUES (gen_random_uuid()) \
+             ON CONFLICT DO NOTHING",
+            &[],
+        )
+        .await?;
+    let row = client
+        .query_one(
+            "SELECT database_id, shard, claims_complete FROM database_identity",
+            &[],
+        )
+        .await?;
+    Ok(Identity {
+        database_id: row.get(0),
+        shard: row.get::<_, Option<i16>>(1).map(|shard| shard as usize),
+        claims_complete: row.get(2),
+    })
+}
+
+/// Records `index` as this database's place if it has none yet (another instance
+/// starting at once may have recorded it first); its identity after.
+async fn take_place(pool: &Pool, index: usize) -> anyhow::Result<Identity> {
+    let index = i16::try_from(index).context("too many shards")?;
+    pool.get()
+        .await?
+        .execute(
+            "UPDATE database_identity SET shard = $1 WHERE shard IS NULL",
             &[&index],
         )
         .await?;
-    let remembered: i16 = client
-        .query_one("SELECT shard FROM shard_identity", &[])
-        .await?
-        .get(0);
-    Ok(remembered as usize)
+    identify(pool).await
+}
+
+/// Rows of the id directory written per statement while filling it in.
+const BACKFILL_CHUNK: usize = 10_000;
+
+/// Gives every reservation `shard` holds its entry in the id directory, on its id's home
+/// shard: what a database that served before the split (the catalog alone) lacks. Done
+/// once per database, before serving; every instance must be stopped while a deployment
+/// is split (SCALING.md), so no booking lands meanwhile without its entry.
+async fn backfill_claims(shards: &Shards, shard: &Shard) -> anyhow::Result<()> {
+    let client = shard.pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT reservation_id, hotel_id, created_at FROM reservations",
+            &[],
+        )
+        .await?;
+    let mut by_home: std::collections::HashMap<usize, Vec<&tokio_postgres::Row>> =
+        std::collections::HashMap::new();
+    for row in &rows {
+        by_home
+            .entry(shards.home_of(row.get(0)).index)
+            .or_default()
+            .push(row);
+    }
+    for (home, rows) in by_home {
+        let home = shards.shards[home].pool.get().await?;
+        for chunk in rows.chunks(BACKFILL_CHUNK) {
+            let ids: Vec<Uuid> = chunk.iter().map(|row| row.get(0)).collect();
+            let hotels: Vec<i64> = chunk.iter().map(|row| row.get(1)).collect();
+            let created: Vec<chrono::DateTime<chrono::Utc>> =
+                chunk.iter().map(|row| row.get(2)).collect();
+            // Shared: a stored reservation's entry is never taken back.
+            home.execute(
+                "INSERT INTO reservation_claims (reservation_id, hotel_id, claimed_at, shared) \
+                 SELECT id, hotel, at, true FROM unnest($1::uuid[], $2::bigint[], $3::timestamptz[]) \
+                 AS entry(id, hotel, at) ON CONFLICT DO NOTHING",
+                &[&ids, &hotels, &created],
+            )
+            .await?;
+        }
+    }
+    client
+        .execute("UPDATE database_identity SET claims_complete = true", &[])
+        .await?;
+    if !rows.is_empty() {
+        tracing::info!(
+            shard = shard.index + 1,
+            reservations = rows.len(),
+            "filled in the id directory for reservations made before the split"
+        );
+    }
+    Ok(())
 }
 
 /// The catalog's shard map, filled round-robin over `shards` databases if it is empty.

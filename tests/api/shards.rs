@@ -385,10 +385,11 @@ async fn a_reservation_id_is_booked_once_across_shards() {
 }
 
 /// A claim left behind by a booking that never finished (its process died between the
-/// claim and the commit) holds the id while a booking could still be in flight, then
-/// gives way.
+/// claim and the commit, or its shard froze) keeps the id for its hotel: 409 while a
+/// booking under it could still be in flight, 422 after. It is never handed to another
+/// hotel, since a booking under it sent to a frozen shard may still commit.
 #[tokio::test]
-async fn an_abandoned_claim_gives_way_after_the_in_flight_ttl() {
+async fn a_claim_for_another_hotel_keeps_the_id() {
     let split = Split::fresh(2).await;
     let app = split.app(Vec::new()).await;
     let (first, last) = (app.night(1), app.night(3));
@@ -406,27 +407,38 @@ async fn an_abandoned_claim_gives_way_after_the_in_flight_ttl() {
             .await
         }
     };
+    let owner = |id: Uuid| {
+        let url = split.shards[split.home_of(id)].clone();
+        async move {
+            scalar(
+                &url,
+                "SELECT hotel_id FROM reservation_claims WHERE reservation_id = $1",
+                &[&id],
+            )
+            .await
+        }
+    };
     let recent = Uuid::new_v4();
     abandon(recent, hotels[0].0, 0.0).await;
     let answer = app
         .reserve("g", &stay(recent, hotels[1].0, hotels[1].1, first, last, 1))
         .await;
     assert_problem(&answer, 409, "request_in_progress");
-    assert_eq!(split.reserved(hotels[1], first).await, 0);
 
     let old = Uuid::new_v4();
     abandon(old, hotels[0].0, 3600.0).await;
     let answer = app
         .reserve("g", &stay(old, hotels[1].0, hotels[1].1, first, last, 1))
         .await;
+    assert_problem(&answer, 422, "idempotency_conflict");
+    assert_eq!(split.reserved(hotels[1], first).await, 0);
+    assert_eq!(owner(old).await, hotels[0].0);
+    // The same request for the claim's own hotel joins the claim and books.
+    let answer = app
+        .reserve("g", &stay(old, hotels[0].0, hotels[0].1, first, last, 1))
+        .await;
     assert_eq!(answer.0, 201, "{}", answer.1);
-    let owner = scalar(
-        &split.shards[split.home_of(old)],
-        "SELECT hotel_id FROM reservation_claims WHERE reservation_id = $1",
-        &[&old],
-    )
-    .await;
-    assert_eq!(owner, hotels[1].0);
+    assert_eq!(split.reserved(hotels[0], first).await, 1);
 }
 
 /// A frozen shard (SIGSTOP) answers 503 for its own hotels, and for the ids whose
@@ -460,11 +472,25 @@ async fn a_frozen_shard_fails_only_its_own_hotels() {
         }
     };
     let before = split.reserved(alive, first).await;
+    // A reservation whose directory entry is on the shard about to freeze.
+    let kept = id_homed_on(1);
+    let booked = stay(kept, alive.0, alive.1, first, last, 1);
+    assert_eq!(app.reserve("g", &booked).await.0, 201);
+    // A booking a moment before the freeze: the instance knows the frozen hotel, so the
+    // next booking gets past the hotel directory and Redis, claims its id on the living
+    // shard, and is caught committing on the frozen one.
+    let warm = stay(id_homed_on(0), frozen.0, frozen.1, first, last, 1);
+    assert_eq!(app.reserve("g", &warm).await.0, 201);
 
     signal(libc::SIGSTOP);
     let staff = app.staff();
     let caught = stay(id_homed_on(0), frozen.0, frozen.1, first, last, 1);
     assert_problem(&app.reserve("g", &caught).await, 503, "unavailable");
+    let guest = app.guest("g");
+    let read = app
+        .get_as(&format!("/v1/reservations/{kept}"), &guest)
+        .await;
+    assert_problem(&read, 503, "unavailable");
     assert_problem(
         &app.get_as(&format!("/v1/hotels/{}", frozen.0), &staff)
             .await,
@@ -500,8 +526,12 @@ async fn a_frozen_shard_fails_only_its_own_hotels() {
         || async { [200, 201].contains(&app.reserve("g", &caught).await.0) },
     )
     .await;
-    assert_eq!(split.reserved(alive, first).await, before + 1);
-    assert_eq!(split.reserved(frozen, first).await, 1);
+    assert_eq!(split.reserved(alive, first).await, before + 2);
+    assert_eq!(split.reserved(frozen, first).await, 2);
+    let read = app
+        .get_as(&format!("/v1/reservations/{kept}"), &guest)
+        .await;
+    assert_eq!(read.0, 200, "{}", read.1);
     // Whatever the refused bookings deducted in Redis is repaired from Postgres, once
     // their in-flight entries have lapsed.
     app.clock.advance(chrono::Duration::seconds(60));
@@ -519,22 +549,26 @@ async fn a_frozen_shard_fails_only_its_own_hotels() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Each job runs on every shard, once per shard across instances: each shard's leases
-/// are held by one instance, and due holds on every shard expire.
+/// Each job runs once per shard, on whichever instance holds that shard's lease, and each
+/// shard's jobs loop on their own: with one shard frozen, the other's holds still expire;
+/// after the thaw, the frozen shard's do too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn each_job_runs_once_on_every_shard() {
-    let split = Split::fresh(2).await;
+async fn each_shard_runs_its_own_jobs() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("shard-jobs-{}", Uuid::new_v4().simple()));
+    let private = PostgresServer::start(&dir, Durability::Throwaway).unwrap();
+    let split = Split::over(vec![fresh_database().await, private.url()]).await;
     let every_second = || {
-        ["RECONCILE", "SWEEP", "ARCHIVE"]
-            .map(|job| {
-                let name: &'static str = match job {
-                    "RECONCILE" => "INNKEEPER_RECONCILE_INTERVAL_SECS",
-                    "SWEEP" => "INNKEEPER_SWEEP_INTERVAL_SECS",
-                    _ => "INNKEEPER_ARCHIVE_INTERVAL_SECS",
-                };
-                (name, "1".to_owned())
-            })
-            .to_vec()
+        [
+            "INNKEEPER_RECONCILE_INTERVAL_SECS",
+            "INNKEEPER_SWEEP_INTERVAL_SECS",
+            "INNKEEPER_ARCHIVE_INTERVAL_SECS",
+        ]
+        .map(|name| (name, "1".to_owned()))
+        .into_iter()
+        .chain([("INNKEEPER_DB_STATEMENT_TIMEOUT_MS", "1000".to_owned())])
+        .chain([("INNKEEPER_IN_FLIGHT_TTL", "8".to_owned())])
+        .collect::<Vec<_>>()
     };
     let a = split.app(every_second()).await;
     let b = split.app(every_second()).await;
@@ -551,7 +585,7 @@ async fn each_job_runs_once_on_every_shard() {
         );
         ids.push(id);
     }
-    // Each shard's three jobs are leased, each to one of the two instances.
+    // Each shard's three jobs are leased in that shard's own database.
     for url in &split.shards {
         wait_until(
             "every job leased",
@@ -568,25 +602,122 @@ async fn each_job_runs_once_on_every_shard() {
         )
         .await;
     }
-    // Past the holds' expiry, the sweepers expire them on both shards.
+    let signal = |signal: i32| {
+        let postmaster = private.pid();
+        for pid in std::iter::once(postmaster).chain(children_of(postmaster)) {
+            // SAFETY: kill(2) on a server process of this test with a valid signal.
+            unsafe { libc::kill(pid as i32, signal) };
+        }
+    };
+    signal(libc::SIGSTOP);
     for app in [&a, &b] {
         app.clock.advance(chrono::Duration::hours(1));
     }
-    let guest = a.guest("g");
-    for id in &ids {
-        wait_until(
-            "the hold expires",
-            std::time::Duration::from_secs(30),
-            || async {
-                let (_, read) = b.get_as(&format!("/v1/reservations/{id}"), &guest).await;
-                read["status"] == "expired"
-            },
+    // The living shard's sweeper expires its hold, frozen neighbour or not.
+    let live_shard = &split.shards[0];
+    wait_until(
+        "the living shard's hold expires",
+        std::time::Duration::from_secs(30),
+        || async {
+            scalar(
+            live_shard,
+            "SELECT count(*) FROM reservations WHERE reservation_id = $1 AND status = 'expired'",
+            &[&ids[0]],
         )
-        .await;
-    }
+        .await
+            == 1
+        },
+    )
+    .await;
+    signal(libc::SIGCONT);
+    let guest = a.guest("g");
+    wait_until(
+        "the thawed shard's hold expires",
+        std::time::Duration::from_secs(60),
+        || async {
+            let (_, read) = b
+                .get_as(&format!("/v1/reservations/{}", ids[1]), &guest)
+                .await;
+            read["status"] == "expired"
+        },
+    )
+    .await;
     for hotel in &hotels {
         assert_eq!(split.reserved(*hotel, first).await, 0);
     }
+    drop((a, b));
+    let mut private = private;
+    let _ = private.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A deployment that ran on one database splits: the catalog stays the first shard, its
+/// reservations get their directory entries, and an id it holds stays unique. Leaving the
+/// catalog out of the list, or listing a database twice, is refused.
+#[tokio::test]
+async fn a_catalog_that_served_alone_splits_with_its_reservations() {
+    let catalog = fresh_database().await;
+    let alone = TestApp::spawn_with(Options {
+        database_url: Some(catalog.clone()),
+        ..Options::default()
+    })
+    .await;
+    let (first, last) = (alone.night(1), alone.night(3));
+    let old_hotel = alone.hotel_with_inventory(1.0, 5, first, 2).await;
+    let id = Uuid::new_v4();
+    let booked = stay(id, old_hotel.0, old_hotel.1, first, last, 1);
+    assert_eq!(alone.reserve("g", &booked).await.0, 201);
+    drop(alone);
+
+    let new_shard = fresh_database().await;
+    let refused = |shards: Vec<String>| {
+        let catalog = catalog.clone();
+        std::process::Command::new(env!("CARGO_BIN_EXE_innkeeper"))
+            .arg("migrate")
+            .env_clear()
+            .env("DATABASE_URL", catalog)
+            .env("REDIS_URL", "redis://127.0.0.1:1/")
+            .env("INNKEEPER_SHARD_URLS", shards.join(","))
+            .output()
+            .expect("running innkeeper migrate")
+    };
+    let ran = refused(vec![new_shard.clone(), catalog.clone()]);
+    assert!(!ran.status.success());
+    let stderr = String::from_utf8_lossy(&ran.stderr);
+    assert!(stderr.contains("must stay entry 1"), "{stderr}");
+    let ran = refused(vec![catalog.clone(), catalog.clone()]);
+    assert!(!ran.status.success());
+    assert!(String::from_utf8_lossy(&ran.stderr).contains("same database"));
+
+    let split = Split {
+        catalog: catalog.clone(),
+        shards: vec![catalog.clone(), new_shard],
+        prefix: format!("test:{}:", Uuid::new_v4().simple()),
+    };
+    let app = split.app(Vec::new()).await;
+    let guest = app.guest("g");
+    let (status, read) = app.get_as(&format!("/v1/reservations/{id}"), &guest).await;
+    assert_eq!(
+        (status, &read["reservation_id"]),
+        (200, &json!(id)),
+        "{read}"
+    );
+    // Every logical shard stayed on the catalog: nothing moved by itself.
+    assert_eq!(
+        scalar(
+            &catalog,
+            "SELECT count(*) FROM shard_map WHERE shard = 0",
+            &[]
+        )
+        .await,
+        256
+    );
+    let other = app.hotel_with_inventory(1.0, 5, first, 2).await;
+    let answer = app
+        .reserve("g", &stay(id, other.0, other.1, first, last, 1))
+        .await;
+    assert_problem(&answer, 422, "idempotency_conflict");
+    assert_eq!(app.reserve("g", &booked).await.0, 200);
 }
 
 /// `innkeeper migrate` migrates the catalog and every shard and fills the shard map
@@ -612,7 +743,7 @@ async fn migrate_fills_the_map_and_refuses_a_reordered_list() {
     );
     for (index, url) in split.shards.iter().enumerate() {
         assert_eq!(
-            scalar(url, "SELECT shard::bigint FROM shard_identity", &[]).await,
+            scalar(url, "SELECT shard::bigint FROM database_identity", &[]).await,
             index as i64
         );
     }

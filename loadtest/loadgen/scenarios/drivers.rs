@@ -157,7 +157,7 @@ pub async fn rush_and_sold_out(
         )
     })
     .await?;
-    let rush_rss = peak_rss_mib(env.pid);
+    let rush_rss = peak_rss_mib(&env.pids);
     let xacts = counter.since(env).await?;
 
     let most_reserved = stay.sold(&mut setup, env).await?;
@@ -175,12 +175,13 @@ pub async fn rush_and_sold_out(
     extra.insert(
         "pg_xacts_per_room_sold".into(),
         if most_reserved > 0 {
-            xacts as f64 / most_reserved as f64
+            xacts.total as f64 / most_reserved as f64
         } else {
             0.0
         },
     );
     extra.insert("connections".into(), rush_conns.min(demand as usize) as f64);
+    xacts.record(env, &mut extra);
     let rush = Row {
         scenario: format!("rush: {demand} attempts at once for {capacity} rooms"),
         mode: env.mode.clone(),
@@ -193,7 +194,7 @@ pub async fn rush_and_sold_out(
         elapsed_s: rush_s,
         error_rate: tally.count(Kind::Error) as f64 / tally.total().max(1) as f64,
         oversell,
-        pg_xacts: xacts,
+        pg_xacts: xacts.total,
         peak_rss_mib: rush_rss,
         extra,
     };
@@ -231,7 +232,7 @@ pub async fn rush_and_sold_out(
     let elapsed = t0.elapsed().as_secs_f64();
     let xacts = counter.since(env).await?;
     // Anything created now would be past capacity: the rush sold every room.
-    let sold_out = Row {
+    let mut sold_out = Row {
         scenario: "sold out: the rush's stay, after it".into(),
         mode: env.mode.clone(),
         generator: GENERATOR.into(),
@@ -244,10 +245,11 @@ pub async fn rush_and_sold_out(
         error_rate: (tally.count(Kind::Error) + tally.count(Kind::Ok)) as f64
             / tally.total().max(1) as f64,
         oversell: tally.count(Kind::Ok) as i64,
-        pg_xacts: xacts,
-        peak_rss_mib: peak_rss_mib(env.pid),
+        pg_xacts: xacts.total,
+        peak_rss_mib: peak_rss_mib(&env.pids),
         extra: BTreeMap::from([("connections".into(), sold_out_conns as f64)]),
     };
+    xacts.record(env, &mut sold_out.extra);
     Ok((rush, sold_out))
 }
 
@@ -273,7 +275,7 @@ pub async fn burst_floor(env: &Env, requests: u64, conns: usize) -> anyhow::Resu
         error_rate: tally.count(Kind::Error) as f64 / tally.total().max(1) as f64,
         oversell: 0,
         pg_xacts: 0,
-        peak_rss_mib: peak_rss_mib(env.pid),
+        peak_rss_mib: peak_rss_mib(&env.pids),
         extra: BTreeMap::from([("connections".into(), tally.total().min(requests) as f64)]),
     })
 }
@@ -304,7 +306,7 @@ pub async fn spread_bookings(
     let stored = stored_in(env, &spread).await?;
     // Every 201 must be in Postgres, and no night past its capacity.
     let oversell = (stored.reservations as i64 - created as i64).abs() + stored.nights_over;
-    Ok(Row {
+    let mut row = Row {
         scenario: format!("spread: bookings across {} hotels", spread.hotels.len()),
         mode: env.mode.clone(),
         generator: GENERATOR.into(),
@@ -316,14 +318,16 @@ pub async fn spread_bookings(
         elapsed_s: elapsed,
         error_rate: (tally.total() - created) as f64 / tally.total().max(1) as f64,
         oversell,
-        pg_xacts: xacts,
-        peak_rss_mib: peak_rss_mib(env.pid),
+        pg_xacts: xacts.total,
+        peak_rss_mib: peak_rss_mib(&env.pids),
         extra: BTreeMap::from([
             ("connections".into(), conns as f64),
             ("created".into(), created as f64),
             ("stored".into(), stored.reservations as f64),
         ]),
-    })
+    };
+    xacts.record(env, &mut row.extra);
+    Ok(row)
 }
 
 /// The floor under the sold-out phase: `GET /healthz`, which reaches neither store, at
@@ -348,7 +352,7 @@ pub async fn healthz_loop(env: &Env, conns: usize, duration: Duration) -> anyhow
         error_rate: (tally.total() - ok) as f64 / tally.total().max(1) as f64,
         oversell: 0,
         pg_xacts: 0,
-        peak_rss_mib: peak_rss_mib(env.pid),
+        peak_rss_mib: peak_rss_mib(&env.pids),
         extra: BTreeMap::from([("connections".into(), conns as f64)]),
     })
 }
@@ -373,7 +377,7 @@ pub async fn availability_reads(
     .await?;
     let xacts = counter.since(env).await?;
     let ok = tally.count(Kind::Ok);
-    Ok(Row {
+    let mut row = Row {
         scenario: "availability: reads across the hotels".into(),
         mode: env.mode.clone(),
         generator: GENERATOR.into(),
@@ -385,8 +389,10 @@ pub async fn availability_reads(
         elapsed_s: elapsed,
         error_rate: (tally.total() - ok) as f64 / tally.total().max(1) as f64,
         oversell: 0,
-        pg_xacts: xacts,
-        peak_rss_mib: peak_rss_mib(env.pid),
+        pg_xacts: xacts.total,
+        peak_rss_mib: peak_rss_mib(&env.pids),
         extra: BTreeMap::from([("connections".into(), conns as f64)]),
-    })
+    };
+    xacts.record(env, &mut row.extra);
+    Ok(row)
 }

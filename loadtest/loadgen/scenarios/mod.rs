@@ -39,10 +39,14 @@ pub struct Env {
     pub staff: String,
     pub guest: String,
     pub mode: String,
-    /// The service's database, for `pg_stat_database` and the oversell checks.
+    /// The service's database (the catalog), for `pg_stat_database` and the oversell
+    /// checks.
     pub database_url: String,
-    /// The innkeeper process, for its peak RSS.
-    pub pid: u32,
+    /// Its shard databases, when PostgreSQL is split (`INNKEEPER_SHARD_URLS`); empty when
+    /// the catalog is the only one.
+    pub shard_urls: Vec<String>,
+    /// The innkeeper processes, for their peak RSS.
+    pub pids: Vec<u32>,
     /// How long to wait for idle backends to report their transaction counts:
     /// PostgreSQL 15+ flushes an idle backend's statistics up to 10 s late.
     pub settle: Duration,

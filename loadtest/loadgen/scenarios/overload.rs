@@ -128,7 +128,7 @@ pub async fn overload(env: &Env, total_inventory: i64, arrivals: &Arrivals) -> a
         error_rate: unexpected as f64 / attempts.max(1) as f64,
         oversell: stay.oversell(sold, created),
         pg_xacts: 0,
-        peak_rss_mib: peak_rss_mib(env.pid),
+        peak_rss_mib: peak_rss_mib(&env.pids),
         extra,
     })
 }

@@ -249,7 +249,8 @@ pub async fn create_spread(env: &Env, hotels: usize, conns: usize) -> anyhow::Re
             guest: env.guest.clone(),
             mode: env.mode.clone(),
             database_url: String::new(),
-            pid: env.pid,
+            shard_urls: Vec::new(),
+            pids: env.pids.clone(),
             settle: env.settle,
         };
         workers.push(tokio::spawn(async move {
