@@ -5,7 +5,7 @@
 //! directory (shell syntax; the file holds passwords and the directory is private) once
 //! every server answers, and stops them all on SIGTERM or Ctrl-C.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::Context;
@@ -37,7 +37,12 @@ pub fn run(dir: &Path, shards: usize) -> anyhow::Result<()> {
     );
     // Written whole under another name, then renamed: a reader never sees half a file.
     let partial = dir.join("env.partial");
-    std::fs::write(&partial, env)?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&partial)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, env.as_bytes()))?;
     std::fs::rename(&partial, dir.join("env"))?;
     eprintln!("topology: ready; settings in {}", dir.join("env").display());
     tokio::runtime::Builder::new_current_thread()

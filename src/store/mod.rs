@@ -77,16 +77,32 @@ pub async fn prewarm(pool: &Pool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Any number that no other advisory lock of this database uses: held while migrating.
+const MIGRATION_LOCK: i64 = 0x1_4e4b_4545_5045;
+
 /// Applies every migration in `migrations/` that the database has not seen yet.
+///
+/// Instances started together on a fresh database would each try to create refinery's
+/// history table and fail on the other's: they take turns, under a session advisory lock
+/// (released with the session if the process dies), and the later ones find nothing left
+/// to apply.
 pub async fn migrate(pool: &Pool) -> anyhow::Result<()> {
     let mut client = pool
         .get()
         .await
         .context("connecting to PostgreSQL to migrate")?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .context("waiting for another instance's migrations")?;
     let report = embedded::migrations::runner()
         .run_async(&mut **client)
+        .await;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
         .await
-        .context("applying migrations")?;
+        .context("releasing the migration lock")?;
+    let report = report.context("applying migrations")?;
     for migration in report.applied_migrations() {
         tracing::info!(migration = %migration, "applied migration");
     }

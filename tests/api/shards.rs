@@ -570,8 +570,8 @@ async fn each_shard_runs_its_own_jobs() {
         .chain([("INNKEEPER_IN_FLIGHT_TTL", "8".to_owned())])
         .collect::<Vec<_>>()
     };
-    let a = split.app(every_second()).await;
-    let b = split.app(every_second()).await;
+    // Started together: both migrate the private shard's fresh database at once.
+    let (a, b) = tokio::join!(split.app(every_second()), split.app(every_second()));
     let (first, last) = (a.night(1), a.night(3));
     let hotels = split.hotel_per_shard(&a, 10, first).await;
     let mut ids = Vec::new();
