@@ -4,24 +4,30 @@
 -- Catalog only: which shard holds each of the 256 logical shards. A shard is named by its
 -- place in INNKEEPER_SHARD_URLS (0 for the first); a hotel's logical shard is a fixed
 -- hash of its id, so moving a logical shard to another database is the one way a hotel
--- changes database. The catalog fills the map on its first start with shards.
+-- changes database. The first start fills the map: round-robin, or every logical shard to
+-- the one database that already held hotels (a deployment that ran on one database).
 CREATE TABLE shard_map (
     logical_shard smallint PRIMARY KEY CHECK (logical_shard BETWEEN 0 AND 255),
     shard         smallint NOT NULL CHECK (shard >= 0)
 );
 
+-- Catalog only: which database was first served at each place of INNKEEPER_SHARD_URLS
+-- (0 for the first; a catalog that served alone is place 0). A start whose list
+-- disagrees (reordered, shorter, another database at a known place, or no list at all
+-- once split) is refused before anything is recorded, instead of hiding hotels.
+CREATE TABLE shard_places (
+    shard       smallint PRIMARY KEY CHECK (shard >= 0),
+    database_id uuid     NOT NULL UNIQUE
+);
+
 -- Every database: which database this is (a random id made on first use, not by the
--- migration, so databases cloned from one migrated template stay distinct), the place in
--- INNKEEPER_SHARD_URLS it was first served at (NULL until then; the catalog alone is
--- shard 0), and whether the id directory has an entry for every reservation it holds
--- (false until innkeeper first serves it with shards, when it fills them in). A list
--- reordered by mistake, or a catalog that held hotels left out of it, is refused at start
--- instead of sending hotels to the wrong database.
+-- migration, so databases cloned from one migrated template stay distinct), and whether
+-- the id directory has an entry for every reservation it holds (false until innkeeper
+-- first serves it with shards, when it fills them in).
 CREATE TABLE database_identity (
-    singleton       boolean  PRIMARY KEY DEFAULT true CHECK (singleton),
-    database_id     uuid     NOT NULL,
-    shard           smallint CHECK (shard >= 0),
-    claims_complete boolean  NOT NULL DEFAULT false
+    singleton       boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    database_id     uuid    NOT NULL,
+    claims_complete boolean NOT NULL DEFAULT false
 );
 
 -- Catalog only: hotel ids for every shard, so an id names one hotel wherever it lives.

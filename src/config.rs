@@ -187,7 +187,7 @@ pub struct Config {
     /// may make on the guarded routes, and how many at once; past it 429 `rate_limited`.
     /// Off by default because load tests drive everything through one token.
     pub rate_limit: Option<RateLimit>,
-    /// `INNKEEPER_REQUEST_TIMEOUT_MS`, default 25000: a request not answered by then is
+    /// `INNKEEPER_REQUEST_TIMEOUT_MS`, default 30000: a request not answered by then is
     /// answered 503 `unavailable`. Longer than the slowest booking the commit path allows
     /// (see `check`), so a booking is answered by itself when it can be.
     pub request_timeout: Duration,
@@ -242,7 +242,7 @@ impl Default for Config {
             in_flight_ttl: Duration::from_secs(30),
             max_in_flight: Some(2048),
             rate_limit: None,
-            request_timeout: Duration::from_millis(25_000),
+            request_timeout: Duration::from_millis(30_000),
             db_pool_size: 16,
             redis_pool_size: 1,
             db_statement_timeout: Duration::from_millis(5000),
@@ -359,7 +359,7 @@ impl Config {
             request_timeout: Duration::from_millis(positive(
                 &get("INNKEEPER_REQUEST_TIMEOUT_MS"),
                 "INNKEEPER_REQUEST_TIMEOUT_MS",
-                25_000,
+                30_000,
             )? as u64),
             db_pool_size: positive(
                 &get("INNKEEPER_DB_POOL_SIZE"),
@@ -459,17 +459,18 @@ impl Config {
             }
         }
         // After a deduction a booking waits a little over one statement timeout to claim
-        // its id (with split shards), at most one for a connection, and a little over one
-        // for the group commit ahead of it and one for its own: the group commit answers
-        // every booking by that deadline (and a full queue refuses at once). The
+        // its id (with split shards), at most one for a connection, a little over one for
+        // the group commit ahead of it and one for its own (the group commit answers every
+        // booking by that deadline, and a full queue refuses at once), and a little over
+        // one to read the stored reservation when its id was taken meanwhile. The
         // reconciler trusts that a deduction older than the in-flight TTL has ended, so
         // the TTL must be longer than all of that.
-        let longest_booking = self.db_statement_timeout * 4 + Duration::from_millis(2500);
+        let longest_booking = self.db_statement_timeout * 5 + Duration::from_millis(2500);
         if self.in_flight_ttl <= longest_booking {
             return Err(ConfigError {
                 variable: "INNKEEPER_IN_FLIGHT_TTL",
                 problem: format!(
-                    "must be more than four times INNKEEPER_DB_STATEMENT_TIMEOUT_MS plus 2.5 seconds ({} s)",
+                    "must be more than five times INNKEEPER_DB_STATEMENT_TIMEOUT_MS plus 2.5 seconds ({} s)",
                     longest_booking.as_secs_f64()
                 ),
             });
@@ -478,7 +479,7 @@ impl Config {
             return Err(ConfigError {
                 variable: "INNKEEPER_REQUEST_TIMEOUT_MS",
                 problem: format!(
-                    "must be more than four times INNKEEPER_DB_STATEMENT_TIMEOUT_MS plus 2.5 seconds ({} s), so that a booking is answered by its own deadline",
+                    "must be more than five times INNKEEPER_DB_STATEMENT_TIMEOUT_MS plus 2.5 seconds ({} s), so that a booking is answered by its own deadline",
                     longest_booking.as_secs_f64()
                 ),
             });
@@ -627,7 +628,7 @@ mod tests {
         assert_eq!(config.max_token_ttl, Duration::from_secs(86_400));
         assert_eq!(config.max_live_holds, Some(3));
         assert_eq!(config.max_in_flight, Some(2048));
-        assert_eq!(config.request_timeout, Duration::from_secs(25));
+        assert_eq!(config.request_timeout, Duration::from_secs(30));
         let off = Config::from_vars(vars(&[("INNKEEPER_MAX_LIVE_HOLDS", "0")])).unwrap();
         assert_eq!(off.max_live_holds, None);
     }
@@ -761,7 +762,7 @@ mod tests {
     #[test]
     fn the_in_flight_ttl_must_outlast_a_booking() {
         let config = Config::from_vars(vars(&[
-            ("INNKEEPER_IN_FLIGHT_TTL", "22"),
+            ("INNKEEPER_IN_FLIGHT_TTL", "27"),
             ("INNKEEPER_DB_STATEMENT_TIMEOUT_MS", "5000"),
         ]))
         .unwrap();
@@ -770,7 +771,7 @@ mod tests {
             "INNKEEPER_IN_FLIGHT_TTL"
         );
         let config = Config::from_vars(vars(&[
-            ("INNKEEPER_IN_FLIGHT_TTL", "7"),
+            ("INNKEEPER_IN_FLIGHT_TTL", "8"),
             ("INNKEEPER_DB_STATEMENT_TIMEOUT_MS", "1000"),
         ]))
         .unwrap();

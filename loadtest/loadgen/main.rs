@@ -80,7 +80,7 @@ struct TargetArgs {
     database_url: String,
     /// The shard databases of a service split by hotel (its `INNKEEPER_SHARD_URLS`),
     /// comma-separated; counted with the catalog, which is also reported alone.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, env = "BENCH_SHARD_URLS", value_delimiter = ',')]
     shard_urls: Vec<String>,
     /// The innkeeper processes (comma-separated), whose peak RSS is reported, added up.
     #[arg(long, value_delimiter = ',', required = true)]

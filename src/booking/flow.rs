@@ -292,7 +292,9 @@ impl Booker {
         let result = self.commit_on_shard(booking, sold_out).await;
         if let Err(refused) = &result {
             if refused.error.stored_nothing() {
-                self.withdraw_claim(&booking.stay, claim).await;
+                // In a task of its own: the refusal (and its compensation) need not wait.
+                let (booker, stay) = (self.clone(), booking.stay.clone());
+                tokio::spawn(async move { booker.withdraw_claim(&stay, claim).await });
             }
         }
         result

@@ -59,8 +59,8 @@ impl Booker {
     }
 
     /// Takes back a claim this booking made, after a refusal that stored nothing (sold
-    /// out, a restriction, the hold limit). A failure only leaves the claim to be taken
-    /// over after the in-flight TTL.
+    /// out, a restriction, the hold limit). A failure leaves the id with this hotel: the
+    /// same request books, another hotel's gets 422.
     pub(super) async fn withdraw_claim(&self, stay: &Stay, held: HeldClaim) {
         let HeldClaim::Made(claimed_at) = held else {
             return;
@@ -74,7 +74,7 @@ impl Booker {
             })
             .await;
         if let Err(error) = withdrawn {
-            tracing::warn!(%error, "could not withdraw a reservation id's claim; it lapses after the in-flight TTL");
+            tracing::warn!(%error, "could not withdraw a reservation id's claim; the id stays with its hotel");
         }
     }
 

@@ -22,7 +22,7 @@ impl Booker {
         reservation_id: ReservationId,
         caller: &Principal,
     ) -> Result<Reservation, BookingError> {
-        self.bounded(self.stored(reservation_id))
+        self.stored(reservation_id)
             .await?
             .filter(|reservation| caller.may_see(&reservation.guest_id))
             .ok_or(BookingError::NotFound("reservation"))

@@ -41,8 +41,9 @@ pub struct Shards {
 
 impl Shards {
     /// Connects to the catalog and every shard, migrates each, and reads the shard map,
-    /// filling it round-robin on the first start. A shard list that disagrees with what
-    /// the databases remember (reordered, or shorter than the map) is refused.
+    /// filling it on the first start. A shard list that disagrees with the deployment
+    /// (reordered, shorter, another database at a known place, a database listed twice,
+    /// hotels where none are expected) is refused before anything is recorded.
     pub async fn open(
         catalog_url: &Secret,
         shard_urls: Option<&Secret>,
@@ -90,40 +91,63 @@ impl Shards {
             }
             identities.push(identity);
         }
-        // A catalog that served as a shard (as it does alone) holds that shard's hotels:
-        // leaving it out of the list, or moving it, would hide them.
         let catalog_identity = identify(&catalog)
             .await
             .context("reading the catalog's identity")?;
-        if let Some(place) = catalog_identity.shard {
-            anyhow::ensure!(
-                identities
-                    .get(place)
-                    .is_some_and(|shard| shard.database_id == catalog_identity.database_id),
-                "the catalog (DATABASE_URL) holds the hotels of shard {}: its URL must stay \
-                 entry {} of INNKEEPER_SHARD_URLS",
-                place + 1,
-                place + 1
+        let listed: Vec<Uuid> = identities
+            .iter()
+            .map(|identity| identity.database_id)
+            .collect();
+        let places = read_places(&catalog).await?;
+        check_places(&places, &listed, catalog_identity.database_id)?;
+        let map = read_map(&catalog).await?;
+        if let Some(beyond) = map
+            .iter()
+            .flatten()
+            .find(|shard| usize::from(**shard) >= shards.len())
+        {
+            anyhow::bail!(
+                "the shard map assigns hotels to shard {} but INNKEEPER_SHARD_URLS lists {}",
+                beyond + 1,
+                shards.len()
             );
         }
-        for (shard, identity) in shards.iter().zip(&identities) {
-            if let Some(first) = identity.shard.filter(|first| *first != shard.index) {
-                anyhow::bail!(
-                    "the database at INNKEEPER_SHARD_URLS entry {} was first served as \
-                     entry {}; the list must keep its order",
-                    shard.index + 1,
-                    first + 1
+        // A database not served before must not hold hotels (they would be found nowhere),
+        // unless it is the one database of a deployment that ran before shards existed:
+        // the catalog, first in the list, before any place or map was recorded.
+        let first_start = places.is_empty() && map.iter().all(Option::is_none);
+        let mut holding = None;
+        for shard in &shards[places.len()..] {
+            if holds_hotels(&shard.pool).await? {
+                let the_old_catalog =
+                    first_start && shard.index == 0 && listed[0] == catalog_identity.database_id;
+                anyhow::ensure!(
+                    the_old_catalog,
+                    "the database at INNKEEPER_SHARD_URLS entry {} already holds hotels but was \
+                     never served at that place",
+                    shard.index + 1
                 );
+                holding = Some(shard.index);
             }
         }
-        for (shard, identity) in shards.iter().zip(&mut identities) {
-            if identity.shard.is_none() {
-                *identity = take_place(&shard.pool, shard.index)
-                    .await
-                    .with_context(|| format!("recording shard {}'s place", shard.index + 1))?;
-            }
+        if !listed.contains(&catalog_identity.database_id) && holds_hotels(&catalog).await? {
+            anyhow::bail!(
+                "the catalog (DATABASE_URL) holds hotels: its URL must be entry 1 of \
+                 INNKEEPER_SHARD_URLS"
+            );
         }
-        let map = read_or_fill_map(&catalog, shards.len()).await?;
+        record_places(&catalog, &listed[places.len()..], places.len()).await?;
+        check_places(
+            &read_places(&catalog).await?,
+            &listed,
+            catalog_identity.database_id,
+        )
+        .context("another instance started with another INNKEEPER_SHARD_URLS")?;
+        let map = if map.iter().all(Option::is_some) {
+            map.map(Option::unwrap_or_default)
+        } else {
+            fill_map(&catalog, shards.len(), holding).await?
+        };
         let shards = Self {
             catalog,
             shards: shards.into(),
@@ -187,8 +211,6 @@ pub fn logical_shard(key: u64) -> usize {
 /// What a database knows of itself (`database_identity`).
 struct Identity {
     database_id: Uuid,
-    /// Its place in `INNKEEPER_SHARD_URLS`, once it has served as a shard.
-    shard: Option<usize>,
     /// Whether every reservation it holds has its entry in the id directory.
     claims_complete: bool,
 }
@@ -205,29 +227,81 @@ async fn identify(pool: &Pool) -> anyhow::Result<Identity> {
         .await?;
     let row = client
         .query_one(
-            "SELECT database_id, shard, claims_complete FROM database_identity",
+            "SELECT database_id, claims_complete FROM database_identity",
             &[],
         )
         .await?;
     Ok(Identity {
         database_id: row.get(0),
-        shard: row.get::<_, Option<i16>>(1).map(|shard| shard as usize),
-        claims_complete: row.get(2),
+        claims_complete: row.get(1),
     })
 }
 
-/// Records `index` as this database's place if it has none yet (another instance
-/// starting at once may have recorded it first); its identity after.
-async fn take_place(pool: &Pool, index: usize) -> anyhow::Result<Identity> {
-    let index = i16::try_from(index).context("too many shards")?;
-    pool.get()
+/// The databases first served at each place, in order (the catalog's `shard_places`).
+async fn read_places(catalog: &Pool) -> anyhow::Result<Vec<Uuid>> {
+    let rows = catalog
+        .get()
         .await?
-        .execute(
-            "UPDATE database_identity SET shard = $1 WHERE shard IS NULL",
-            &[&index],
-        )
-        .await?;
-    identify(pool).await
+        .query("SELECT database_id FROM shard_places ORDER BY shard", &[])
+        .await
+        .context("reading the shard places")?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// Refuses a list that disagrees with the places recorded: shorter than them, or with
+/// another database at a recorded place.
+fn check_places(places: &[Uuid], listed: &[Uuid], catalog: Uuid) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        places.len() <= listed.len(),
+        "this deployment has {} shards, but INNKEEPER_SHARD_URLS lists {}",
+        places.len(),
+        listed.len()
+    );
+    for (index, (first, now)) in places.iter().zip(listed).enumerate() {
+        if first == now {
+            continue;
+        }
+        let place = index + 1;
+        if *first == catalog {
+            anyhow::bail!(
+                "the catalog (DATABASE_URL) holds the hotels of shard {place}: its URL must \
+                 stay entry {place} of INNKEEPER_SHARD_URLS"
+            );
+        }
+        anyhow::bail!(
+            "INNKEEPER_SHARD_URLS entry {place} is not the database first served there; the \
+             list must keep its order"
+        );
+    }
+    Ok(())
+}
+
+/// Records the databases at the places from `first` on. Instances starting together
+/// record alike; one with another list finds the places taken (checked after).
+async fn record_places(catalog: &Pool, databases: &[Uuid], first: usize) -> anyhow::Result<()> {
+    let client = catalog.get().await?;
+    for (offset, database_id) in databases.iter().enumerate() {
+        let shard = i16::try_from(first + offset).context("too many shards")?;
+        client
+            .execute(
+                "INSERT INTO shard_places (shard, database_id) VALUES ($1, $2) \
+                 ON CONFLICT DO NOTHING",
+                &[&shard, database_id],
+            )
+            .await
+            .context("recording the shard places")?;
+    }
+    Ok(())
+}
+
+/// Whether a database holds any hotel.
+async fn holds_hotels(pool: &Pool) -> anyhow::Result<bool> {
+    Ok(pool
+        .get()
+        .await?
+        .query_one("SELECT EXISTS (SELECT 1 FROM hotels)", &[])
+        .await?
+        .get(0))
 }
 
 /// Rows of the id directory written per statement while filling it in.
@@ -236,87 +310,114 @@ const BACKFILL_CHUNK: usize = 10_000;
 /// Gives every reservation `shard` holds its entry in the id directory, on its id's home
 /// shard: what a database that served before the split (the catalog alone) lacks. Done
 /// once per database, before serving; every instance must be stopped while a deployment
-/// is split (SCALING.md), so no booking lands meanwhile without its entry.
+/// goes from one database to several (SCALING.md), so no booking lands meanwhile without
+/// its entry.
 async fn backfill_claims(shards: &Shards, shard: &Shard) -> anyhow::Result<()> {
     let client = shard.pool.get().await?;
-    let rows = client
-        .query(
-            "SELECT reservation_id, hotel_id, created_at FROM reservations",
-            &[],
+    let page = client
+        .prepare(
+            "SELECT reservation_id, hotel_id, created_at FROM reservations \
+             WHERE reservation_id > $1 ORDER BY reservation_id LIMIT $2",
         )
         .await?;
-    let mut by_home: std::collections::HashMap<usize, Vec<&tokio_postgres::Row>> =
-        std::collections::HashMap::new();
-    for row in &rows {
-        by_home
-            .entry(shards.home_of(row.get(0)).index)
-            .or_default()
-            .push(row);
-    }
-    for (home, rows) in by_home {
-        let home = shards.shards[home].pool.get().await?;
-        for chunk in rows.chunks(BACKFILL_CHUNK) {
-            let ids: Vec<Uuid> = chunk.iter().map(|row| row.get(0)).collect();
-            let hotels: Vec<i64> = chunk.iter().map(|row| row.get(1)).collect();
-            let created: Vec<chrono::DateTime<chrono::Utc>> =
-                chunk.iter().map(|row| row.get(2)).collect();
-            // Shared: a stored reservation's entry is never taken back.
-            home.execute(
-                "INSERT INTO reservation_claims (reservation_id, hotel_id, claimed_at, shared) \
-                 SELECT id, hotel, at, true FROM unnest($1::uuid[], $2::bigint[], $3::timestamptz[]) \
-                 AS entry(id, hotel, at) ON CONFLICT DO NOTHING",
-                &[&ids, &hotels, &created],
-            )
+    let mut after = Uuid::nil();
+    let mut filled = 0;
+    loop {
+        // A page at a time, by id: each statement stays well inside the statement timeout.
+        let rows = client
+            .query(&page, &[&after, &(BACKFILL_CHUNK as i64)])
             .await?;
+        let Some(last) = rows.last() else {
+            break;
+        };
+        after = last.get(0);
+        let mut by_home: std::collections::HashMap<usize, Vec<&tokio_postgres::Row>> =
+            std::collections::HashMap::new();
+        for row in &rows {
+            by_home
+                .entry(shards.home_of(row.get(0)).index)
+                .or_default()
+                .push(row);
         }
+        for (home, entries) in by_home {
+            let ids: Vec<Uuid> = entries.iter().map(|row| row.get(0)).collect();
+            let hotels: Vec<i64> = entries.iter().map(|row| row.get(1)).collect();
+            let created: Vec<chrono::DateTime<chrono::Utc>> =
+                entries.iter().map(|row| row.get(2)).collect();
+            // Shared: a stored reservation's entry is never taken back.
+            shards.shards[home]
+                .pool
+                .get()
+                .await?
+                .execute(
+                    "INSERT INTO reservation_claims (reservation_id, hotel_id, claimed_at, shared) \
+                     SELECT id, hotel, at, true FROM unnest($1::uuid[], $2::bigint[], $3::timestamptz[]) \
+                     AS entry(id, hotel, at) ON CONFLICT DO NOTHING",
+                    &[&ids, &hotels, &created],
+                )
+                .await?;
+        }
+        filled += rows.len();
     }
     client
         .execute("UPDATE database_identity SET claims_complete = true", &[])
         .await?;
-    if !rows.is_empty() {
+    if filled > 0 {
         tracing::info!(
             shard = shard.index + 1,
-            reservations = rows.len(),
+            reservations = filled,
             "filled in the id directory for reservations made before the split"
         );
     }
     Ok(())
 }
 
-/// The catalog's shard map, filled round-robin over `shards` databases if it is empty.
-/// Instances starting together fill it alike (first writer wins, row by row).
-async fn read_or_fill_map(catalog: &Pool, shards: usize) -> anyhow::Result<[u16; LOGICAL_SHARDS]> {
-    let client = catalog.get().await.context("reading the shard map")?;
-    client
-        .execute(
-            "INSERT INTO shard_map (logical_shard, shard) \
-             SELECT logical, logical % $1 FROM generate_series(0, 255) AS logical \
-             WHERE NOT EXISTS (SELECT 1 FROM shard_map) \
-             ON CONFLICT DO NOTHING",
-            &[&(shards as i32)],
-        )
-        .await
-        .context("filling the shard map")?;
-    let rows = client
+/// The catalog's shard map as it stands: `None` for a logical shard not yet assigned.
+async fn read_map(catalog: &Pool) -> anyhow::Result<[Option<u16>; LOGICAL_SHARDS]> {
+    let rows = catalog
+        .get()
+        .await?
         .query("SELECT logical_shard, shard FROM shard_map", &[])
         .await
         .context("reading the shard map")?;
-    let mut map = [u16::MAX; LOGICAL_SHARDS];
+    let mut map = [None; LOGICAL_SHARDS];
     for row in rows {
         let logical: i16 = row.get(0);
         let shard: i16 = row.get(1);
-        map[logical as usize] = shard as u16;
-    }
-    if let Some(missing) = map.iter().position(|shard| *shard == u16::MAX) {
-        anyhow::bail!("the shard map has no database for logical shard {missing}");
-    }
-    if let Some(beyond) = map.iter().find(|shard| usize::from(**shard) >= shards) {
-        anyhow::bail!(
-            "the shard map assigns hotels to shard {} but INNKEEPER_SHARD_URLS lists {shards}",
-            beyond + 1
-        );
+        map[logical as usize] = Some(shard as u16);
     }
     Ok(map)
+}
+
+/// Fills the empty shard map: every logical shard to `holding` (the one database that
+/// already held hotels), or round-robin over `shards`. Instances starting together fill it
+/// alike (first writer wins, row by row); the map is read back whole.
+async fn fill_map(
+    catalog: &Pool,
+    shards: usize,
+    holding: Option<usize>,
+) -> anyhow::Result<[u16; LOGICAL_SHARDS]> {
+    let (modulus, offset) = match holding {
+        Some(shard) => (1, shard as i32),
+        None => (shards as i32, 0),
+    };
+    catalog
+        .get()
+        .await?
+        .execute(
+            "INSERT INTO shard_map (logical_shard, shard) \
+             SELECT logical, logical % $1 + $2 FROM generate_series(0, 255) AS logical \
+             ON CONFLICT DO NOTHING",
+            &[&modulus, &offset],
+        )
+        .await
+        .context("filling the shard map")?;
+    let map = read_map(catalog).await?;
+    let mut filled = [0; LOGICAL_SHARDS];
+    for (logical, shard) in map.iter().enumerate() {
+        filled[logical] = shard.with_context(|| format!("logical shard {logical} has no shard"))?;
+    }
+    Ok(filled)
 }
 
 #[cfg(test)]

@@ -47,6 +47,15 @@ impl Split {
         }
     }
 
+    /// The catalog as the first shard, `added` the second: a deployment that ran alone.
+    fn catalog_first(catalog: &str, added: String) -> Self {
+        Self {
+            catalog: catalog.to_owned(),
+            shards: vec![catalog.to_owned(), added],
+            prefix: format!("test:{}:", Uuid::new_v4().simple()),
+        }
+    }
+
     /// One more innkeeper instance on these databases, with more settings in `env`.
     async fn app(&self, mut env: Vec<(&'static str, String)>) -> TestApp {
         env.push(("INNKEEPER_SHARD_URLS", self.shards.join(",")));
@@ -651,49 +660,67 @@ async fn each_shard_runs_its_own_jobs() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A deployment that ran on one database splits: the catalog stays the first shard, its
-/// reservations get their directory entries, and an id it holds stays unique. Leaving the
-/// catalog out of the list, or listing a database twice, is refused.
-#[tokio::test]
-async fn a_catalog_that_served_alone_splits_with_its_reservations() {
-    let catalog = fresh_database().await;
+/// `innkeeper migrate` against `catalog` with `shards` as `INNKEEPER_SHARD_URLS` (none:
+/// unset): whether it succeeded, and what it printed on stderr.
+fn migrate(catalog: &str, shards: Option<&[String]>) -> (bool, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_innkeeper"));
+    command
+        .arg("migrate")
+        .env_clear()
+        .env("DATABASE_URL", catalog)
+        .env("REDIS_URL", "redis://127.0.0.1:1/");
+    if let Some(shards) = shards {
+        command.env("INNKEEPER_SHARD_URLS", shards.join(","));
+    }
+    let ran = command.output().expect("running innkeeper migrate");
+    (
+        ran.status.success(),
+        String::from_utf8_lossy(&ran.stderr).into_owned(),
+    )
+}
+
+/// Asserts that `innkeeper migrate` refuses the list, saying `why`.
+#[track_caller]
+fn assert_refused(catalog: &str, shards: Option<&[String]>, why: &str) {
+    let (succeeded, stderr) = migrate(catalog, shards);
+    assert!(!succeeded && stderr.contains(why), "{shards:?}: {stderr}");
+}
+
+/// A hotel and a reservation made by an instance on `catalog` alone.
+async fn booked_alone(catalog: &str) -> (Uuid, Value) {
     let alone = TestApp::spawn_with(Options {
-        database_url: Some(catalog.clone()),
+        database_url: Some(catalog.to_owned()),
         ..Options::default()
     })
     .await;
-    let (first, last) = (alone.night(1), alone.night(3));
-    let old_hotel = alone.hotel_with_inventory(1.0, 5, first, 2).await;
+    let hotel = alone.hotel_with_inventory(1.0, 5, alone.night(1), 2).await;
     let id = Uuid::new_v4();
-    let booked = stay(id, old_hotel.0, old_hotel.1, first, last, 1);
+    let booked = stay(id, hotel.0, hotel.1, alone.night(1), alone.night(3), 1);
     assert_eq!(alone.reserve("g", &booked).await.0, 201);
-    drop(alone);
+    (id, booked)
+}
 
+/// A deployment that ran on one database splits: the catalog stays the first shard, its
+/// reservations get their directory entries, and an id it holds stays unique. Leaving the
+/// catalog out of the list, moving it, listing a database twice, or starting without the
+/// list once split, is refused.
+#[tokio::test]
+async fn a_catalog_that_served_alone_splits_with_its_reservations() {
+    let catalog = fresh_database().await;
+    let (id, booked) = booked_alone(&catalog).await;
     let new_shard = fresh_database().await;
-    let refused = |shards: Vec<String>| {
-        let catalog = catalog.clone();
-        std::process::Command::new(env!("CARGO_BIN_EXE_innkeeper"))
-            .arg("migrate")
-            .env_clear()
-            .env("DATABASE_URL", catalog)
-            .env("REDIS_URL", "redis://127.0.0.1:1/")
-            .env("INNKEEPER_SHARD_URLS", shards.join(","))
-            .output()
-            .expect("running innkeeper migrate")
-    };
-    let ran = refused(vec![new_shard.clone(), catalog.clone()]);
-    assert!(!ran.status.success());
-    let stderr = String::from_utf8_lossy(&ran.stderr);
-    assert!(stderr.contains("must stay entry 1"), "{stderr}");
-    let ran = refused(vec![catalog.clone(), catalog.clone()]);
-    assert!(!ran.status.success());
-    assert!(String::from_utf8_lossy(&ran.stderr).contains("same database"));
+    assert_refused(
+        &catalog,
+        Some(&[new_shard.clone(), catalog.clone()]),
+        "must stay entry 1",
+    );
+    assert_refused(
+        &catalog,
+        Some(&[catalog.clone(), catalog.clone()]),
+        "same database",
+    );
 
-    let split = Split {
-        catalog: catalog.clone(),
-        shards: vec![catalog.clone(), new_shard],
-        prefix: format!("test:{}:", Uuid::new_v4().simple()),
-    };
+    let split = Split::catalog_first(&catalog, new_shard);
     let app = split.app(Vec::new()).await;
     let guest = app.guest("g");
     let (status, read) = app.get_as(&format!("/v1/reservations/{id}"), &guest).await;
@@ -703,68 +730,83 @@ async fn a_catalog_that_served_alone_splits_with_its_reservations() {
         "{read}"
     );
     // Every logical shard stayed on the catalog: nothing moved by itself.
-    assert_eq!(
-        scalar(
-            &catalog,
-            "SELECT count(*) FROM shard_map WHERE shard = 0",
-            &[]
-        )
-        .await,
-        256
-    );
-    let other = app.hotel_with_inventory(1.0, 5, first, 2).await;
+    let on_catalog = "SELECT count(*) FROM shard_map WHERE shard = 0";
+    assert_eq!(scalar(&catalog, on_catalog, &[]).await, 256);
+    let other = app.hotel_with_inventory(1.0, 5, app.night(1), 2).await;
     let answer = app
-        .reserve("g", &stay(id, other.0, other.1, first, last, 1))
+        .reserve(
+            "g",
+            &stay(id, other.0, other.1, app.night(1), app.night(3), 1),
+        )
         .await;
     assert_problem(&answer, 422, "idempotency_conflict");
     assert_eq!(app.reserve("g", &booked).await.0, 200);
+    // Once split, an instance without the list would book without the directory.
+    assert_refused(&catalog, None, "this deployment has 2 shards");
 }
 
-/// `innkeeper migrate` migrates the catalog and every shard and fills the shard map
-/// round-robin; a shard list in another order, or shorter than the map, is refused.
+/// A database whose hotels predate the shard map (as one migrated to this version) keeps
+/// them: it may only become the first shard, and every logical shard stays on it.
+#[tokio::test]
+async fn a_database_from_before_shards_keeps_its_hotels() {
+    let catalog = fresh_database().await;
+    let (id, _) = booked_alone(&catalog).await;
+    scalar(
+        &catalog,
+        "WITH places AS (DELETE FROM shard_places RETURNING 1), \
+              map AS (DELETE FROM shard_map RETURNING 1) \
+         SELECT (SELECT count(*) FROM places) + (SELECT count(*) FROM map)",
+        &[],
+    )
+    .await;
+    let new_shard = fresh_database().await;
+    assert_refused(
+        &catalog,
+        Some(&[new_shard.clone(), catalog.clone()]),
+        "already holds hotels",
+    );
+    assert_refused(
+        &catalog,
+        Some(std::slice::from_ref(&new_shard)),
+        "catalog (DATABASE_URL) holds hotels",
+    );
+    let split = Split::catalog_first(&catalog, new_shard);
+    let app = split.app(Vec::new()).await;
+    let on_catalog = "SELECT count(*) FROM shard_map WHERE shard = 0";
+    assert_eq!(scalar(&catalog, on_catalog, &[]).await, 256);
+    let (status, read) = app
+        .get_as(&format!("/v1/reservations/{id}"), &app.guest("g"))
+        .await;
+    assert_eq!(status, 200, "{read}");
+}
+
+/// `innkeeper migrate` migrates the catalog and every shard, records their places and
+/// fills the shard map round-robin; a list reordered, shorter, or with another database
+/// at a known place is refused.
 #[tokio::test]
 async fn migrate_fills_the_map_and_refuses_a_reordered_list() {
     let split = Split::fresh(3).await;
-    let migrate = |shards: &[String]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_innkeeper"))
-            .arg("migrate")
-            .env_clear()
-            .env("DATABASE_URL", &split.catalog)
-            .env("REDIS_URL", "redis://127.0.0.1:1/")
-            .env("INNKEEPER_SHARD_URLS", shards.join(","))
-            .output()
-            .expect("running innkeeper migrate")
-    };
-    let ran = migrate(&split.shards);
-    assert!(
-        ran.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ran.stderr)
-    );
-    for (index, url) in split.shards.iter().enumerate() {
-        assert_eq!(
-            scalar(url, "SELECT shard::bigint FROM database_identity", &[]).await,
-            index as i64
-        );
-    }
-    assert_eq!(
-        scalar(
-            &split.catalog,
-            "SELECT count(*) FROM shard_map WHERE shard = logical_shard % 3",
-            &[]
-        )
-        .await,
-        256
-    );
+    let (succeeded, stderr) = migrate(&split.catalog, Some(&split.shards));
+    assert!(succeeded, "{stderr}");
+    let places = "SELECT count(*) FROM shard_places";
+    assert_eq!(scalar(&split.catalog, places, &[]).await, 3);
+    let round_robin = "SELECT count(*) FROM shard_map WHERE shard = logical_shard % 3";
+    assert_eq!(scalar(&split.catalog, round_robin, &[]).await, 256);
     let reordered = [
         split.shards[1].clone(),
         split.shards[0].clone(),
         split.shards[2].clone(),
     ];
-    let ran = migrate(&reordered);
-    assert!(!ran.status.success());
-    assert!(String::from_utf8_lossy(&ran.stderr).contains("must keep its order"));
-    let ran = migrate(&split.shards[..2]);
-    assert!(!ran.status.success());
-    assert!(String::from_utf8_lossy(&ran.stderr).contains("INNKEEPER_SHARD_URLS lists 2"));
+    assert_refused(&split.catalog, Some(&reordered), "must keep its order");
+    assert_refused(
+        &split.catalog,
+        Some(&split.shards[..2]),
+        "INNKEEPER_SHARD_URLS lists 2",
+    );
+    let swapped = [
+        split.shards[0].clone(),
+        split.shards[1].clone(),
+        fresh_database().await,
+    ];
+    assert_refused(&split.catalog, Some(&swapped), "must keep its order");
 }
