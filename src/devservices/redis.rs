@@ -15,11 +15,23 @@ use super::process::{find_in_path, is_executable, ServerProcess};
 use super::{free_port, io_error, DevServicesError, Durability, PASSWORD_FILE};
 
 /// A free port for a cluster node: its cluster bus listens on the port plus 10000, so both
-/// must be free and the port below 55536.
+/// must be free and the port below 55536. Both are taken below the range the kernel hands
+/// out to outgoing connections when it can: a bus port inside that range can be taken by
+/// any connection between this check and Redis' bind.
 fn free_cluster_port() -> Result<u16, DevServicesError> {
     let bindable = |port: u16| std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok();
+    let ephemeral_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let below_ephemeral = 10_000..ephemeral_from.min(55_536).saturating_sub(10_000);
+    let candidates = if below_ephemeral.len() >= 1_000 {
+        below_ephemeral
+    } else {
+        20_000..55_500
+    };
     for _ in 0..2_000 {
-        let candidate = rand::Rng::gen_range(&mut rand::thread_rng(), 20_000..55_500);
+        let candidate = rand::Rng::gen_range(&mut rand::thread_rng(), candidates.clone());
         if bindable(candidate) && bindable(candidate + 10_000) {
             return Ok(candidate);
         }
@@ -29,6 +41,9 @@ fn free_cluster_port() -> Result<u16, DevServicesError> {
         std::io::Error::from(std::io::ErrorKind::AddrInUse),
     ))
 }
+
+/// Attempts at starting a cluster node when another process takes its port first.
+const CLUSTER_NODE_ATTEMPTS: usize = 5;
 
 const CONFIG_FILE: &str = "redis.conf";
 const LOG_FILE: &str = "redis.log";
@@ -87,24 +102,38 @@ impl RedisServer {
         let account = service_account()?;
         let dir = create_private_dir(dir)?;
         let password = load_or_create_password(&dir, PASSWORD_FILE)?;
-        let port = match mode {
-            Mode::Standalone => free_port()?,
-            Mode::ClusterNode => free_cluster_port()?,
-        };
-        write_config(&dir, port, &password, durability, mode)?;
-        open_log(&dir.join(LOG_FILE))?;
-        hand_over(&dir, account)?;
-        let mut server = RedisServer {
-            binary,
-            dir,
-            durability,
-            account,
-            password,
-            port,
-            process: ServerProcess::not_started("Redis"),
-        };
-        server.launch()?;
-        Ok(server)
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let port = match mode {
+                Mode::Standalone => free_port()?,
+                Mode::ClusterNode => free_cluster_port()?,
+            };
+            write_config(&dir, port, &password, durability, mode)?;
+            open_log(&dir.join(LOG_FILE))?;
+            hand_over(&dir, account)?;
+            let mut server = RedisServer {
+                binary: binary.clone(),
+                dir: dir.clone(),
+                durability,
+                account,
+                password: password.clone(),
+                port,
+                process: ServerProcess::not_started("Redis"),
+            };
+            match server.launch() {
+                Ok(()) => return Ok(server),
+                // Another process bound the port (or the bus port) between the check and
+                // Redis' own bind: try other ports.
+                Err(DevServicesError::ExitedDuringStartup { ref tail, .. })
+                    if tail.contains("Address already in use")
+                        && attempt < CLUSTER_NODE_ATTEMPTS =>
+                {
+                    tracing::warn!(port, "a Redis port was taken meanwhile; trying another");
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     /// `redis://:<password>@127.0.0.1:<port>/`, as the `redis` crate expects it.
