@@ -462,9 +462,10 @@ impl Config {
         // its id (with split shards), at most one for a connection, a little over one for
         // the group commit ahead of it and one for its own (the group commit answers every
         // booking by that deadline, and a full queue refuses at once), and a little over
-        // one to read the stored reservation when its id was taken meanwhile. The
-        // reconciler trusts that a deduction older than the in-flight TTL has ended, so
-        // the TTL must be longer than all of that.
+        // one more either to read the stored reservation when its id was taken meanwhile
+        // or to take its claim back after a refusal. The reconciler trusts that a
+        // deduction older than the in-flight TTL has ended, so the TTL must be longer than
+        // all of that.
         let longest_booking = self.db_statement_timeout * 5 + Duration::from_millis(2500);
         if self.in_flight_ttl <= longest_booking {
             return Err(ConfigError {

@@ -291,10 +291,10 @@ impl Booker {
         let claim = self.claim_id(&booking.stay).await?;
         let result = self.commit_on_shard(booking, sold_out).await;
         if let Err(refused) = &result {
+            // Before answering, so the id is free for another hotel once the guest hears
+            // the refusal. Its bounded wait is within the in-flight TTL's (Config::check).
             if refused.error.stored_nothing() {
-                // In a task of its own: the refusal (and its compensation) need not wait.
-                let (booker, stay) = (self.clone(), booking.stay.clone());
-                tokio::spawn(async move { booker.withdraw_claim(&stay, claim).await });
+                self.withdraw_claim(&booking.stay, claim).await;
             }
         }
         result
