@@ -28,6 +28,15 @@ pub struct ArchiveReport {
     pub nights_deleted: u64,
 }
 
+impl std::iter::Sum for ArchiveReport {
+    fn sum<I: Iterator<Item = Self>>(reports: I) -> Self {
+        reports.fold(Self::default(), |total, report| Self {
+            reservations_archived: total.reservations_archived + report.reservations_archived,
+            nights_deleted: total.nights_deleted + report.nights_deleted,
+        })
+    }
+}
+
 impl Archiver {
     pub fn new(shards: Shards, clock: Arc<dyn Clock>, retention_days: u32) -> Self {
         Self {
@@ -37,15 +46,9 @@ impl Archiver {
         }
     }
 
-    /// One run on every shard, one after another.
+    /// One run on every shard.
     pub async fn run_once(&self) -> anyhow::Result<ArchiveReport> {
-        let mut total = ArchiveReport::default();
-        for shard in self.shards.all() {
-            let report = self.run_on(shard).await?;
-            total.reservations_archived += report.reservations_archived;
-            total.nights_deleted += report.nights_deleted;
-        }
-        Ok(total)
+        super::on_every_shard(&self.shards, |shard| self.run_on(shard)).await
     }
 
     pub async fn run_on(&self, shard: &Shard) -> anyhow::Result<ArchiveReport> {

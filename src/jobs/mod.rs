@@ -92,6 +92,23 @@ impl Leases {
     }
 }
 
+/// `step` on every shard at once, each answer added up: a shard out of reach fails the
+/// whole (after the others are done) without holding them up. What `run_once` of each
+/// job does, for tests, `innkeeper reconcile` and the admin pass.
+async fn on_every_shard<'a, R, Fut>(
+    shards: &'a Shards,
+    step: impl Fn(&'a Shard) -> Fut,
+) -> anyhow::Result<R>
+where
+    R: std::iter::Sum,
+    Fut: Future<Output = anyhow::Result<R>>,
+{
+    join_all(shards.all().iter().map(step))
+        .await
+        .into_iter()
+        .sum()
+}
+
 /// Runs every job on every shard at its interval until the returned future is dropped; it
 /// never completes on its own, even with every job off, so a caller may `select!` on it
 /// beside the server. A zero interval turns a job off. A failed step is logged and retried

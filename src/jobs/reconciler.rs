@@ -39,7 +39,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Days;
-use futures::future::join_all;
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -67,6 +66,16 @@ pub struct ReconcileReport {
     pub repaired: u64,
 }
 
+impl std::iter::Sum for ReconcileReport {
+    fn sum<I: Iterator<Item = Self>>(reports: I) -> Self {
+        reports.fold(Self::default(), |total, report| Self {
+            checked: total.checked + report.checked,
+            drifted: total.drifted + report.drifted,
+            repaired: total.repaired + report.repaired,
+        })
+    }
+}
+
 #[derive(Clone)]
 pub struct Reconciler {
     shards: Shards,
@@ -90,18 +99,9 @@ impl Reconciler {
         }
     }
 
-    /// One full pass over every hotel of every shard, the shards at once: one out of
-    /// reach fails the pass (after the others are done) without holding them up.
+    /// One full pass over every hotel of every shard.
     pub async fn run_once(&self) -> anyhow::Result<ReconcileReport> {
-        let passes = join_all(self.shards.all().iter().map(|shard| self.run_on(shard))).await;
-        let mut total = ReconcileReport::default();
-        for report in passes {
-            let report = report?;
-            total.checked += report.checked;
-            total.drifted += report.drifted;
-            total.repaired += report.repaired;
-        }
-        Ok(total)
+        super::on_every_shard(&self.shards, |shard| self.run_on(shard)).await
     }
 
     /// One full pass over every hotel of `shard`. In the `db` inventory mode there is no

@@ -36,11 +36,7 @@ impl Sweeper {
 
     /// Expires every hold due now on every shard; returns how many expired.
     pub async fn run_once(&self) -> anyhow::Result<u64> {
-        let mut expired = 0;
-        for shard in self.shards.all() {
-            expired += self.run_on(shard).await?;
-        }
-        Ok(expired)
+        super::on_every_shard(&self.shards, |shard| self.run_on(shard)).await
     }
 
     /// Expires every hold due now on `shard`; returns how many expired.
