@@ -35,9 +35,15 @@
 -- ARGV[2]     the snapshot time (unix seconds), taken before the Postgres read
 -- ARGV[3]     the room type id
 -- ARGV[4]     when the Postgres read began, by Redis' clock (TIME, in microseconds)
--- ARGV[5 + 10(i-1) .. 14 + 10(i-1)]  for night i: date (YYYY-MM-DD), cap, Postgres'
---             total_reserved, rate, expire-at (unix seconds), then its restrictions as
---             lua/load_nights.lua writes them: ss, cta, mins, maxs, ctdn
+-- ARGV[5 + 9(i-1) .. 13 + 9(i-1)]  for night i: date (YYYY-MM-DD), cap, Postgres'
+--             total_reserved, rate, then its restrictions as lua/load_nights.lua writes
+--             them: ss, cta, mins, maxs, ctdn
+-- then        m, the number of S1 entries, followed by m triples: id, 'c' or 'u', entry
+--
+-- Only nights Redis holds are compared and repaired. A night Redis does not hold is not
+-- drift: it is loaded from Postgres when someone asks for it (lua/load_nights.lua), so
+-- Redis holds what is in demand, not everything on sale. A repair keeps the night's
+-- expiry, which is its idle TTL (see lua/load_nights.lua).
 --
 -- Restrictions are never in flight: a night whose restrictions differ is rewritten even
 -- when its count waits for the next pass (but only if Redis holds the night: a partial
@@ -47,10 +53,16 @@
 -- than ARGV[4]) may hold what staff changed since: the whole night waits for the next
 -- pass, so a repair never puts back the capacity, rate or restrictions a change just
 -- replaced.
--- then        m, the number of S1 entries, followed by m triples: id, 'c' or 'u', entry
 --
--- Returns: {checked, drifted, repaired, deferred}: nights compared, nights that differed
--- (or were missing), nights rewritten, nights left for the next pass.
+-- Returns three lists:
+--   {checked, drifted, repaired, deferred}: nights compared (those Redis holds), nights
+--     that differed, nights rewritten, nights left for the next pass;
+--   the indices of the nights the next pass must look at again: those deferred, and
+--     those a deduction or give-back still in the in-flight hash covers (its ending will
+--     change them, and may have to be repaired);
+--   the entries removed as past their deadline and never settled: their rooms are still
+--     deducted on all their nights, some perhaps outside this call, which the caller
+--     journals for the next pass to set from Postgres.
 local n = tonumber(ARGV[1])
 local snapshot = tonumber(ARGV[2])
 local room_type = ARGV[3]
@@ -60,11 +72,11 @@ local inflight_key = KEYS[n + 1]
 local nights = {}
 local RULES = {'ss', 'cta', 'mins', 'maxs', 'ctdn'}
 for i = 1, n do
-  local b = 5 + 10 * (i - 1)
+  local b = 5 + 9 * (i - 1)
   nights[i] = {
     date = ARGV[b], cap = ARGV[b + 1], res = tonumber(ARGV[b + 2]),
-    rate = ARGV[b + 3], expire_at = ARGV[b + 4], add = 0, deferred = false,
-    rules = {ARGV[b + 5], ARGV[b + 6], ARGV[b + 7], ARGV[b + 8], ARGV[b + 9]},
+    rate = ARGV[b + 3], add = 0, deferred = false, revisit = false,
+    rules = {ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7], ARGV[b + 8]},
   }
 end
 -- The HSET arguments of a night's restrictions.
@@ -92,7 +104,7 @@ local function each_night(rt, check_in, check_out, f)
 end
 
 local s1 = {}
-local p = 5 + 10 * n
+local p = 5 + 9 * n
 local m = tonumber(ARGV[p])
 for j = 1, m do
   local q = p + 3 * (j - 1)
@@ -105,25 +117,36 @@ end
 
 local current = redis.call('HGETALL', inflight_key)
 local in_s2 = {}
+local lapsed = {}
 for k = 1, #current, 2 do
   local id, entry = current[k], current[k + 1]
   in_s2[id] = true
   local settled = is_settled(entry)
   local rooms, rt, check_in, check_out, deadline = parse(settled and string.sub(entry, 2) or entry)
+  local kept = false
   if not rooms then
     redis.call('HDEL', inflight_key, id)
   elseif deadline <= snapshot then
     redis.call('HDEL', inflight_key, id)
+    if not settled then lapsed[#lapsed + 1] = entry end
   elseif settled then
     if s1[id] and is_settled(s1[id].entry) then
       redis.call('HDEL', inflight_key, id)
     else
+      kept = true
       each_night(rt, check_in, check_out, function(night) night.deferred = true end)
     end
   elseif s1[id] == nil or rooms < 0 then
+    kept = true
     each_night(rt, check_in, check_out, function(night) night.deferred = true end)
-  elseif s1[id].flag == 'u' then
-    each_night(rt, check_in, check_out, function(night) night.add = night.add + rooms end)
+  else
+    kept = true
+    if s1[id].flag == 'u' then
+      each_night(rt, check_in, check_out, function(night) night.add = night.add + rooms end)
+    end
+  end
+  if kept then
+    each_night(rt, check_in, check_out, function(night) night.revisit = true end)
   end
 end
 for id, known in pairs(s1) do
@@ -135,12 +158,13 @@ for id, known in pairs(s1) do
   end
 end
 
-local drifted, repaired, deferred = 0, 0, 0
-for i = 1, n do
-  local night = nights[i]
+local checked, drifted, repaired, deferred = 0, 0, 0, 0
+local revisit = {}
+
+-- Compares one night Redis holds with what it should be, and repairs it when it may.
+local function compare(i, night, held, at)
+  checked = checked + 1
   local expected = night.res + night.add
-  local held = redis.call('HMGET', KEYS[i], 'cap', 'res', 'rate', 'at', unpack(RULES))
-  local at = table.remove(held, 4)
   local fresh = at and tonumber(at) > read_at
   local counts_differ = held[1] ~= night.cap or tonumber(held[2]) ~= expected
     or held[3] ~= night.rate
@@ -148,24 +172,37 @@ for i = 1, n do
   for r = 1, #RULES do
     if held[3 + r] ~= night.rules[r] then rules_differ = true end
   end
-  if counts_differ or rules_differ then
-    drifted = drifted + 1
-    local written = false
-    if fresh or (counts_differ and night.deferred) then
-      deferred = deferred + 1
-    elseif counts_differ then
-      redis.call('HSET', KEYS[i], 'cap', night.cap, 'res', expected, 'rate', night.rate,
-        unpack(rules_of(night)))
-      written = true
-    end
-    if rules_differ and not written and held[1] and not fresh then
-      redis.call('HSET', KEYS[i], unpack(rules_of(night)))
-      written = true
-    end
-    if written then
-      redis.call('EXPIREAT', KEYS[i], night.expire_at)
-      repaired = repaired + 1
-    end
+  if fresh then night.revisit = true end
+  if not (counts_differ or rules_differ) then return end
+  drifted = drifted + 1
+  local written = false
+  if fresh or (counts_differ and night.deferred) then
+    deferred = deferred + 1
+  elseif counts_differ then
+    redis.call('HSET', KEYS[i], 'cap', night.cap, 'res', expected, 'rate', night.rate,
+      unpack(rules_of(night)))
+    written = true
+  end
+  if rules_differ and not written and not fresh then
+    redis.call('HSET', KEYS[i], unpack(rules_of(night)))
+    written = true
+  end
+  if written then repaired = repaired + 1 end
+end
+
+for i = 1, n do
+  local night = nights[i]
+  local held = redis.call('HMGET', KEYS[i], 'cap', 'res', 'rate', 'at', unpack(RULES))
+  local at = table.remove(held, 4)
+  if held[1] then
+    compare(i, night, held, at)
+  else
+    -- Not held, or a stray field without its night, which would pass for a loaded night
+    -- and never be filled: removed, so the next ask loads the night whole.
+    redis.call('DEL', KEYS[i])
+  end
+  if night.deferred or night.revisit then
+    revisit[#revisit + 1] = i
   end
 end
-return {n, drifted, repaired, deferred}
+return {{checked, drifted, repaired, deferred}, revisit, lapsed}

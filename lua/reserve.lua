@@ -15,6 +15,8 @@
 -- ARGV[4]     the deduction, "rooms|room_type_id|check_in|check_out|deadline", where
 --             deadline (unix seconds) is when its transaction has surely ended
 -- ARGV[5]     '1' when staff override the restrictions, else '0'
+-- ARGV[6]     the idle TTL in seconds: every night the stay asked for stays in Redis at
+--             least that long from now (see lua/load_nights.lua)
 --
 -- Restrictions are checked before capacity, in the order every checker shares (see
 -- src/domain/restrictions.rs): stop-sell on the earliest night, then closed to arrival,
@@ -51,6 +53,9 @@ end
 if #missing > 0 then
   table.insert(missing, 1, -1)
   return missing
+end
+for i = 1, n do
+  redis.call('EXPIRE', KEYS[i], ARGV[6], 'GT')
 end
 
 if ARGV[5] ~= '1' then

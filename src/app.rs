@@ -20,7 +20,7 @@ use crate::devservices::{read_or_create_secret, Durability, PostgresServer, Redi
 use crate::http::auth::Auth;
 use crate::http::{self, AppState};
 use crate::inventory::{NightCache, RedisLink};
-use crate::jobs::{self, Archiver, Jobs, Leases, Reconciler, Sweeper};
+use crate::jobs::{self, Archiver, Jobs, Leases, ReconcileSchedule, Reconciler, Sweeper};
 use crate::store::Shards;
 use crate::{store, telemetry};
 
@@ -166,12 +166,19 @@ impl Application {
                 redis.clone(),
                 &config.redis_key_prefix,
                 config.in_flight_ttl,
+                config.night_idle_ttl,
             )),
             InventoryMode::Db => None,
         };
         let booker = Booker::new(shards.clone(), cache.clone(), clock.clone(), &config);
         let jobs = Jobs {
-            reconciler: Reconciler::new(shards.clone(), cache, clock.clone(), config.limits),
+            reconciler: Reconciler::new(
+                shards.clone(),
+                cache,
+                clock.clone(),
+                config.limits,
+                ReconcileSchedule::of(&config),
+            ),
             sweeper: Sweeper::new(booker.clone(), shards.clone(), clock.clone()),
             archiver: Archiver::new(shards.clone(), clock.clone(), config.archive_retention_days),
             leases: Leases::new(shards.clone()),

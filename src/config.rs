@@ -208,6 +208,15 @@ pub struct Config {
     /// `INNKEEPER_RECONCILE_INTERVAL_SECS`, default 30: how often the reconciler compares
     /// Redis with Postgres; 0 turns the background pass off.
     pub reconcile_interval: Duration,
+    /// `INNKEEPER_RECONCILE_FULL_PERIOD_SECS`, default 3600: every hotel's nights are
+    /// compared at least once per this period (the full round; each pass otherwise looks
+    /// at the nights that changed). At least the reconcile interval.
+    pub reconcile_full_period: Duration,
+    /// `INNKEEPER_NIGHT_IDLE_TTL` in seconds, default 21600 (6 h), at most 86400: how long
+    /// a night nobody asks for stays in Redis. More than the in-flight TTL, so a night
+    /// never leaves while a deduction on it is in flight; at most a day, so asking for a
+    /// night never keeps it past its own expiry (see lua/load_nights.lua).
+    pub night_idle_ttl: Duration,
     /// `INNKEEPER_SWEEP_INTERVAL_SECS`, default 5: how often expired holds are released;
     /// 0 turns the background sweep off.
     pub sweep_interval: Duration,
@@ -249,6 +258,8 @@ impl Default for Config {
             limits: BookingLimits::default(),
             log_format: LogFormat::Text,
             reconcile_interval: Duration::from_secs(30),
+            reconcile_full_period: Duration::from_secs(3600),
+            night_idle_ttl: Duration::from_secs(6 * 3600),
             sweep_interval: Duration::from_secs(5),
             archive_interval: Duration::from_secs(3600),
             archive_retention_days: 30,
@@ -256,6 +267,9 @@ impl Default for Config {
         }
     }
 }
+
+/// The longest idle TTL of a night in Redis (see `Config::night_idle_ttl`).
+pub const MAX_NIGHT_IDLE_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// The shortest JWT secret accepted: HS256's own output size.
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -403,6 +417,16 @@ impl Config {
                 "INNKEEPER_RECONCILE_INTERVAL_SECS",
                 defaults.reconcile_interval,
             )?,
+            reconcile_full_period: Duration::from_secs(positive(
+                &get("INNKEEPER_RECONCILE_FULL_PERIOD_SECS"),
+                "INNKEEPER_RECONCILE_FULL_PERIOD_SECS",
+                defaults.reconcile_full_period.as_secs() as usize,
+            )? as u64),
+            night_idle_ttl: Duration::from_secs(positive(
+                &get("INNKEEPER_NIGHT_IDLE_TTL"),
+                "INNKEEPER_NIGHT_IDLE_TTL",
+                defaults.night_idle_ttl.as_secs() as usize,
+            )? as u64),
             sweep_interval: interval(
                 &get("INNKEEPER_SWEEP_INTERVAL_SECS"),
                 "INNKEEPER_SWEEP_INTERVAL_SECS",
@@ -483,6 +507,22 @@ impl Config {
                     "must be more than five times INNKEEPER_DB_STATEMENT_TIMEOUT_MS plus 2.5 seconds ({} s), so that a booking is answered by its own deadline",
                     longest_booking.as_secs_f64()
                 ),
+            });
+        }
+        if self.night_idle_ttl <= self.in_flight_ttl || self.night_idle_ttl > MAX_NIGHT_IDLE_TTL {
+            return Err(ConfigError {
+                variable: "INNKEEPER_NIGHT_IDLE_TTL",
+                problem: format!(
+                    "must be more than INNKEEPER_IN_FLIGHT_TTL ({} s) and at most {} s",
+                    self.in_flight_ttl.as_secs(),
+                    MAX_NIGHT_IDLE_TTL.as_secs()
+                ),
+            });
+        }
+        if self.reconcile_full_period < self.reconcile_interval {
+            return Err(ConfigError {
+                variable: "INNKEEPER_RECONCILE_FULL_PERIOD_SECS",
+                problem: "must be at least INNKEEPER_RECONCILE_INTERVAL_SECS".into(),
             });
         }
         if self.shard_urls.is_some() && self.database_url.is_none() {

@@ -12,7 +12,7 @@ use innkeeper::config::{Config, InventoryMode};
 use innkeeper::domain::Role;
 use innkeeper::http::auth::Auth;
 use innkeeper::inventory::{NightCache, RedisLink};
-use innkeeper::jobs::Reconciler;
+use innkeeper::jobs::{ReconcileSchedule, Reconciler};
 use innkeeper::{demo, telemetry};
 
 /// Hotel reservations for peak-season booking surges.
@@ -114,12 +114,19 @@ fn run(command: Option<Command>, config: Config) -> anyhow::Result<()> {
                     RedisLink::open(&backends.redis, config.redis_pool_size)?,
                     &config.redis_key_prefix,
                     config.in_flight_ttl,
+                    config.night_idle_ttl,
                 )),
                 InventoryMode::Db => None,
             };
-            let report = Reconciler::new(shards, cache, Arc::new(SystemClock), config.limits)
-                .run_once()
-                .await?;
+            let report = Reconciler::new(
+                shards,
+                cache,
+                Arc::new(SystemClock),
+                config.limits,
+                ReconcileSchedule::of(&config),
+            )
+            .run_once()
+            .await?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }),

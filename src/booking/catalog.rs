@@ -33,6 +33,21 @@ pub struct InventoryChange {
     pub rate_cents: Option<i64>,
 }
 
+/// What warming a hotel's nights into Redis did.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Warmed {
+    pub hotel_id: i64,
+    #[schema(value_type = String, format = Date)]
+    pub from: NaiveDate,
+    #[schema(value_type = String, format = Date)]
+    pub to: NaiveDate,
+    /// Nights loaded into Redis: those it did not hold yet (0 in the `db` inventory mode).
+    pub loaded: u64,
+}
+
+/// Nights per load_nights.lua call when warming, so one call never blocks Redis for long.
+const NIGHTS_PER_WARM_CALL: usize = 400;
+
 impl Booker {
     pub async fn create_hotel(&self, fields: &HotelFields) -> Result<Hotel, BookingError> {
         self.bounded(async {
@@ -363,6 +378,45 @@ impl Booker {
             }
         }
         Ok(written.into_iter().map(InventoryDay::from).collect())
+    }
+
+    /// Loads every room type's nights of the range into Redis ahead of a sale, so its first
+    /// guests do not all miss at once. Redis otherwise holds only the nights someone asked
+    /// for, and lets them go when nobody asks for a while (`INNKEEPER_NIGHT_IDLE_TTL`), so
+    /// warm a hotel within that time of the sale. Nights Redis holds already are kept:
+    /// they may carry deductions still in flight.
+    pub async fn warm(&self, hotel_id: i64, nights: NightRange) -> Result<Warmed, BookingError> {
+        let hotel = self.directory.hotel(hotel_id).await?;
+        self.check_sellable(nights, hotel.timezone.today(self.clock.now()))?;
+        let mut loaded = 0;
+        if let Some(cache) = &self.cache {
+            let stored = self
+                .bounded(async {
+                    let db = self.connection(hotel_id).await?;
+                    Ok(
+                        inventory::nights_of_hotel(&db, hotel_id, nights.from(), nights.to())
+                            .await?,
+                    )
+                })
+                .await?;
+            for (room_type_id, nights) in stored {
+                for chunk in nights.chunks(NIGHTS_PER_WARM_CALL) {
+                    loaded += cache
+                        .load(hotel_id, room_type_id, chunk, LoadMode::Absent)
+                        .await
+                        .map_err(|error| {
+                            tracing::warn!(%error, "could not warm Redis");
+                            BookingError::Unavailable("Redis")
+                        })?;
+                }
+            }
+        }
+        Ok(Warmed {
+            hotel_id,
+            from: nights.from(),
+            to: nights.to(),
+            loaded,
+        })
     }
 
     /// Applies a change of restrictions to every date of the range in one transaction

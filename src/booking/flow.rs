@@ -26,6 +26,7 @@ use crate::domain::{
 };
 use crate::inventory::{CacheError, LoadMode, NightCache, PreDeduct};
 use crate::store::inventory as inventory_store;
+use crate::store::journal::{self, ChangedNights};
 use crate::store::reservations::Committed;
 use crate::telemetry::metrics::{self, COMPENSATIONS, REDIS_FALLBACKS};
 
@@ -275,9 +276,37 @@ impl Booker {
         // group_commit.rs); anything else gives it back.
         if !matches!(result, Ok((Outcome::Created, _))) {
             let released = cache.release_deduction(&booking.stay).await;
+            if released.is_err() {
+                self.journal_stranded(&booking.stay).await;
+            }
             count_compensation(booking.stay.reservation_id, released);
         }
         result
+    }
+
+    /// Journals the nights of a deduction Redis could not be given back, for the
+    /// reconciler's next pass: Postgres changed nothing, so no trigger journaled them. When
+    /// Postgres is out of reach too, the reconciler's full round finds them.
+    async fn journal_stranded(&self, stay: &Stay) {
+        let Some(last) = stay.check_out.pred_opt() else {
+            return;
+        };
+        let stranded = ChangedNights {
+            hotel_id: stay.hotel_id,
+            room_type_id: stay.room_type_id,
+            first: stay.check_in,
+            last,
+        };
+        let recorded = self
+            .bounded(async {
+                let db = self.connection(stay.hotel_id).await?;
+                journal::record(&db, &[stranded]).await?;
+                Ok(())
+            })
+            .await;
+        if let Err(error) = recorded {
+            tracing::warn!(%error, "could not journal the nights of a deduction not given back; the reconciler's full round will find them");
+        }
     }
 
     /// Claims the reservation id (with split shards), runs the Postgres transaction on

@@ -11,11 +11,48 @@ use super::auth::Staff;
 use super::error::{ApiError, Problem};
 use super::extract::{Json, Path, Query};
 use super::AppState;
-use crate::booking::catalog::InventoryChange;
+use crate::booking::catalog::{InventoryChange, Warmed};
 use crate::domain::{InvalidField, InventoryDay, NightRange};
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(put_inventory, get_inventory))
+    OpenApiRouter::new()
+        .routes(routes!(put_inventory, get_inventory))
+        .routes(routes!(warm_inventory))
+}
+
+/// The nights `[from, to)` to load into Redis.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct WarmBody {
+    #[schema(value_type = String, format = Date)]
+    from: NaiveDate,
+    #[schema(value_type = String, format = Date)]
+    to: NaiveDate,
+}
+
+/// Loads every room type's nights of `[from, to)` into Redis ahead of a sale. Redis
+/// otherwise holds only the nights guests ask for, and lets them go when nobody has asked
+/// for `INNKEEPER_NIGHT_IDLE_TTL`.
+#[utoipa::path(post, path = "/v1/hotels/{hotel_id}/inventory/warm", tag = "inventory",
+    params(("hotel_id" = i64, Path)),
+    request_body = WarmBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The nights loaded", body = Warmed),
+        (status = 400, description = "Malformed JSON", body = Problem),
+        (status = 401, description = "No valid token", body = Problem),
+        (status = 403, description = "Not staff", body = Problem),
+        (status = 404, description = "No such hotel", body = Problem),
+        (status = 422, description = "Invalid field", body = Problem),
+        (status = 503, description = "Redis or Postgres out of reach", body = Problem),
+    ))]
+async fn warm_inventory(
+    State(state): State<AppState>,
+    _staff: Staff,
+    Path(hotel_id): Path<i64>,
+    Json(body): Json<WarmBody>,
+) -> Result<axum::Json<Warmed>, ApiError> {
+    let nights = NightRange::parse(body.from, body.to, "from", "to")?;
+    Ok(axum::Json(state.booker.warm(hotel_id, nights).await?))
 }
 
 /// Sets the rooms (and optionally the rate) of every night in `[from, to)`.

@@ -82,6 +82,16 @@ fn in_flight_entry(stay: &Stay, deadline: i64) -> String {
     )
 }
 
+/// The nights an in-flight entry covers, from its text: (room type, check-in, check-out).
+/// A give-back's leading '-' and a settled entry's '=' are skipped.
+pub fn nights_of_entry(entry: &str) -> Option<(i64, NaiveDate, NaiveDate)> {
+    let mut fields = entry.trim_start_matches(['=', '-']).split('|').skip(1);
+    let room_type_id = fields.next()?.parse().ok()?;
+    let check_in = fields.next()?.parse().ok()?;
+    let check_out = fields.next()?.parse().ok()?;
+    Some((room_type_id, check_in, check_out))
+}
+
 /// An in-flight deduction the reconciler read before its Postgres snapshot, and whether
 /// that snapshot had its reservation.
 #[derive(Debug, Clone)]
@@ -100,23 +110,42 @@ pub struct ReconcileCounts {
     pub deferred: u64,
 }
 
+/// What one reconcile.lua call found and did, and what the next pass must look at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReconcileOutcome {
+    pub counts: ReconcileCounts,
+    /// The call's nights (their indices) to look at again: deferred, or covered by an
+    /// entry still in flight.
+    pub revisit: Vec<usize>,
+    /// In-flight entries removed as past their deadline and never settled: their rooms are
+    /// still deducted on every night they cover.
+    pub lapsed: Vec<String>,
+}
+
 /// Per-night room-type inventory in Redis.
 #[derive(Clone)]
 pub struct NightCache {
     link: RedisLink,
     keys: KeyLayout,
     marker_ttl: Duration,
+    idle_ttl: Duration,
 }
 
 impl NightCache {
     /// `marker_ttl`: how long the deduction marker of a reservation id lives before its
-    /// commit is marked (see lua/reserve.lua).
-    pub fn new(link: RedisLink, prefix: &str, marker_ttl: Duration) -> Self {
+    /// commit is marked (see lua/reserve.lua). `idle_ttl`: how long a night nobody asks
+    /// for stays in Redis (see lua/load_nights.lua).
+    pub fn new(link: RedisLink, prefix: &str, marker_ttl: Duration, idle_ttl: Duration) -> Self {
         Self {
             link,
             keys: KeyLayout::new(prefix),
             marker_ttl,
+            idle_ttl,
         }
+    }
+
+    fn idle_seconds(&self) -> u64 {
+        self.idle_ttl.as_secs().max(1)
     }
 
     fn night_keys(&self, hotel_id: i64, room_type_id: i64, nights: &[NaiveDate]) -> Vec<String> {
@@ -160,7 +189,8 @@ impl NightCache {
             .arg(self.marker_ttl.as_secs().max(1))
             .arg(stay.reservation_id.to_string())
             .arg(in_flight_entry(stay, deadline))
-            .arg(if override_restrictions { "1" } else { "0" });
+            .arg(if override_restrictions { "1" } else { "0" })
+            .arg(self.idle_seconds());
         let started = std::time::Instant::now();
         let reply: Vec<i64> = call.run(invocation.invoke(&mut connection)).await?;
         telemetry::observe_script("reserve", started);
@@ -288,7 +318,7 @@ impl NightCache {
         nights: &[Night],
         (snapshot_unix, read_at): (i64, i64),
         known: &[KnownDeduction],
-    ) -> Result<ReconcileCounts, CacheError> {
+    ) -> Result<ReconcileOutcome, CacheError> {
         let call = self.link.connection().await?;
         let mut connection = call.handle();
         let mut invocation = scripts::RECONCILE.prepare_invoke();
@@ -307,7 +337,6 @@ impl NightCache {
                 .arg(night.capacity)
                 .arg(night.total_reserved)
                 .arg(night.rate_cents)
-                .arg(night_expires_at(night.date))
                 .arg(&restriction_fields(&night.restrictions)[..]);
         }
         invocation.arg(known.len());
@@ -318,38 +347,60 @@ impl NightCache {
                 .arg(&deduction.entry);
         }
         let started = std::time::Instant::now();
-        let reply: Vec<i64> = call.run(invocation.invoke(&mut connection)).await?;
+        let (counts, revisit, lapsed): (Vec<i64>, Vec<i64>, Vec<String>) =
+            call.run(invocation.invoke(&mut connection)).await?;
         telemetry::observe_script("reconcile", started);
-        match reply[..] {
-            [checked, drifted, repaired, deferred] => Ok(ReconcileCounts {
+        let counts = match counts[..] {
+            [checked, drifted, repaired, deferred] => ReconcileCounts {
                 checked: checked as u64,
                 drifted: drifted as u64,
                 repaired: repaired as u64,
                 deferred: deferred as u64,
-            }),
-            _ => Err(CacheError::UnknownReply(reply)),
-        }
+            },
+            _ => return Err(CacheError::UnknownReply(counts)),
+        };
+        Ok(ReconcileOutcome {
+            counts,
+            // Lua counts from 1.
+            revisit: revisit
+                .into_iter()
+                .filter_map(|index| usize::try_from(index - 1).ok())
+                .collect(),
+            lapsed,
+        })
     }
 
-    /// Writes nights read from Postgres into Redis (see [`LoadMode`]).
+    /// How many keys Redis holds, on every node of a cluster: the nights resident, plus
+    /// the deduction markers and in-flight hashes (see [`keys`]).
+    pub async fn resident_keys(&self) -> Result<i64, CacheError> {
+        let call = self.link.connection().await?;
+        let mut connection = call.handle();
+        call.run(redis::cmd("DBSIZE").query_async(&mut connection))
+            .await
+    }
+
+    /// Writes nights read from Postgres into Redis (see [`LoadMode`]); returns how many
+    /// it wrote.
     pub async fn load(
         &self,
         hotel_id: i64,
         room_type_id: i64,
         nights: &[Night],
         mode: LoadMode,
-    ) -> Result<(), CacheError> {
+    ) -> Result<u64, CacheError> {
         if nights.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let call = self.link.connection().await?;
         let mut connection = call.handle();
         let mut invocation = scripts::LOAD_NIGHTS.prepare_invoke();
-        invocation.arg(match mode {
-            LoadMode::Absent => "absent",
-            LoadMode::Refresh => "refresh",
-            LoadMode::Rules => "rules",
-        });
+        invocation
+            .arg(match mode {
+                LoadMode::Absent => "absent",
+                LoadMode::Refresh => "refresh",
+                LoadMode::Rules => "rules",
+            })
+            .arg(self.idle_seconds());
         for night in nights {
             invocation
                 .key(self.keys.night(hotel_id, room_type_id, night.date))
@@ -360,13 +411,14 @@ impl NightCache {
                 .arg(&restriction_fields(&night.restrictions)[..]);
         }
         let started = std::time::Instant::now();
-        let _written: i64 = call.run(invocation.invoke(&mut connection)).await?;
+        let written: i64 = call.run(invocation.invoke(&mut connection)).await?;
         telemetry::observe_script("load_nights", started);
-        Ok(())
+        Ok(written as u64)
     }
 
     /// The cached nights of several room types, in one round trip: one row per room type,
-    /// one entry per night, `None` where Redis does not hold the night.
+    /// one entry per night, `None` where Redis does not hold the night. Each night read
+    /// stays in Redis at least the idle TTL from now (see lua/load_nights.lua).
     pub async fn read(
         &self,
         hotel_id: i64,
@@ -376,13 +428,26 @@ impl NightCache {
         let call = self.link.connection().await?;
         let mut connection = call.handle();
         let mut pipe = redis::pipe();
+        // The idle TTLs are pushed on beside the read, on the same connection (so at the
+        // cost of one round trip, not two), and apart from it: a key a Redis Cluster is
+        // moving to another node answers a read through the ASK redirect, but may refuse
+        // the EXPIRE, which only makes the night leave a little early.
+        let mut touch = redis::pipe();
         for room_type_id in room_type_ids {
             for key in self.night_keys(hotel_id, *room_type_id, nights) {
                 pipe.cmd("HMGET")
-                    .arg(key)
+                    .arg(&key)
                     .arg(&["cap", "res", "rate", "ss", "cta", "mins", "maxs", "ctdn"][..]);
+                touch
+                    .cmd("EXPIRE")
+                    .arg(key)
+                    .arg(self.idle_seconds())
+                    .arg("GT")
+                    .ignore();
             }
         }
+        let mut touching = call.handle();
+        let touched = touch.query_async::<()>(&mut touching);
         type Fields = (
             Option<i64>,
             Option<i64>,
@@ -393,7 +458,19 @@ impl NightCache {
             Option<i64>,
             Option<i64>,
         );
-        let replies: Vec<Fields> = call.run(pipe.query_async(&mut connection)).await?;
+        let (replies, touched) = call
+            .run(async {
+                let (replies, touched) = futures::future::join(
+                    pipe.query_async::<Vec<Fields>>(&mut connection),
+                    touched,
+                )
+                .await;
+                Ok((replies?, touched))
+            })
+            .await?;
+        if let Err(error) = touched {
+            tracing::debug!(%error, "could not push the idle TTL of nights read on");
+        }
         let mut replies = replies.into_iter();
         Ok(room_type_ids
             .iter()

@@ -28,9 +28,10 @@ use futures::future::join_all;
 use uuid::Uuid;
 
 use crate::store::{leases, Shard, Shards};
+use crate::telemetry::metrics::RECONCILER_INTERVAL;
 
 pub use archiver::Archiver;
-pub use reconciler::{ReconcileReport, Reconciler};
+pub use reconciler::{ReconcileReport, ReconcileSchedule, Reconciler};
 pub use sweeper::Sweeper;
 
 /// How much later than its interval a holder's renewal may come before its lease lapses.
@@ -119,6 +120,7 @@ pub async fn run_until_stopped(
     sweep: Duration,
     archive: Duration,
 ) {
+    metrics::gauge!(RECONCILER_INTERVAL).set(reconcile.as_secs_f64());
     let leases = &jobs.leases;
     let on_shard = |shard: &Shard| {
         let (reconciler, sweeper, archiver) = (&jobs.reconciler, &jobs.sweeper, &jobs.archiver);
@@ -126,7 +128,7 @@ pub async fn run_until_stopped(
         async move {
             tokio::join!(
                 every(leases, &shard, reconcile, "reconciler", || async {
-                    reconciler.run_on(&shard).await.map(|_| ())
+                    reconciler.pass_on(&shard).await.map(|_| ())
                 }),
                 every(leases, &shard, sweep, "hold sweeper", || async {
                     sweeper.run_on(&shard).await.map(|_| ())

@@ -122,14 +122,44 @@ pub async fn nights_of_hotel(
     let rows = db
         .query(&db.prepare_cached(&sql).await?, &[&hotel_id, &from, &to])
         .await?;
+    Ok(by_room_type(&rows))
+}
+
+/// The stored nights of a hotel within the given spans: (room type, first night, last
+/// night, both included). By room type, in date order; a night in two spans comes once.
+pub async fn nights_in_spans(
+    db: &impl GenericClient,
+    hotel_id: i64,
+    spans: &[(i64, NaiveDate, NaiveDate)],
+) -> Result<std::collections::HashMap<i64, Vec<Night>>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT i.room_type_id, {NIGHT} FROM room_type_inventory i {WITH_RESTRICTIONS} \
+         WHERE i.hotel_id = $1 AND EXISTS ( \
+             SELECT 1 FROM unnest($2::bigint[], $3::date[], $4::date[]) AS s(rt, first, last) \
+             WHERE s.rt = i.room_type_id AND i.date BETWEEN s.first AND s.last) \
+         ORDER BY i.room_type_id, i.date"
+    );
+    let room_types: Vec<i64> = spans.iter().map(|span| span.0).collect();
+    let firsts: Vec<NaiveDate> = spans.iter().map(|span| span.1).collect();
+    let lasts: Vec<NaiveDate> = spans.iter().map(|span| span.2).collect();
+    let rows = db
+        .query(
+            &db.prepare_cached(&sql).await?,
+            &[&hotel_id, &room_types, &firsts, &lasts],
+        )
+        .await?;
+    Ok(by_room_type(&rows))
+}
+
+fn by_room_type(rows: &[Row]) -> std::collections::HashMap<i64, Vec<Night>> {
     let mut nights: std::collections::HashMap<i64, Vec<Night>> = std::collections::HashMap::new();
-    for row in &rows {
+    for row in rows {
         nights
             .entry(row.get("room_type_id"))
             .or_default()
             .push(from_row(row));
     }
-    Ok(nights)
+    nights
 }
 
 /// Recomputes the capacity of every night from `from` on after the hotel's ratio changed.

@@ -6,6 +6,7 @@
 pub mod claims;
 pub mod hotels;
 pub mod inventory;
+pub mod journal;
 pub mod leases;
 pub mod page;
 pub mod reservations;

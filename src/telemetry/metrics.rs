@@ -72,6 +72,14 @@ pub const RECONCILER_RUNS: &str = "innkeeper_reconciler_runs_total";
 pub const RECONCILER_DRIFT: &str = "innkeeper_reconciler_drift_nights";
 pub const RECONCILER_REPAIRS: &str = "innkeeper_reconciler_repairs_total";
 pub const RECONCILER_LAST_SUCCESS: &str = "innkeeper_reconciler_last_success_timestamp_seconds";
+/// By `shard` (its place in the list, from 1) and `pass`: `changes` (the background pass)
+/// or `full` (an operator's).
+pub const RECONCILER_NIGHTS_CHECKED: &str = "innkeeper_reconciler_nights_checked";
+pub const RECONCILER_PASS_SECONDS: &str = "innkeeper_reconciler_pass_duration_seconds";
+pub const RECONCILER_INTERVAL: &str = "innkeeper_reconciler_interval_seconds";
+/// By `shard`.
+pub const RECONCILER_ROUND_PROGRESS: &str = "innkeeper_reconciler_round_progress_ratio";
+pub const CACHE_KEYS: &str = "innkeeper_cache_keys";
 pub const HOLDS_EXPIRED: &str = "innkeeper_holds_expired_total";
 
 /// Every `outcome` of [`RESERVATIONS`]. A client's mistake (an unknown hotel, an invalid
@@ -207,6 +215,35 @@ pub fn register_metrics(api: &utoipa::openapi::OpenApi) {
         "Unix time the last reconciler pass completed; 0 until the first one does"
     );
     metrics::gauge!(RECONCILER_LAST_SUCCESS).increment(0.0);
+    describe_gauge!(
+        RECONCILER_NIGHTS_CHECKED,
+        "Nights held in Redis that the last reconciler pass compared with Postgres"
+    );
+    describe_gauge!(
+        RECONCILER_PASS_SECONDS,
+        Unit::Seconds,
+        "How long the last reconciler pass took"
+    );
+    for pass in ["changes", "full"] {
+        metrics::gauge!(RECONCILER_NIGHTS_CHECKED, "shard" => "1", "pass" => pass).increment(0.0);
+        metrics::gauge!(RECONCILER_PASS_SECONDS, "shard" => "1", "pass" => pass).increment(0.0);
+    }
+    describe_gauge!(
+        RECONCILER_INTERVAL,
+        Unit::Seconds,
+        "How often the background reconciler pass runs (INNKEEPER_RECONCILE_INTERVAL_SECS); 0 when it is off"
+    );
+    metrics::gauge!(RECONCILER_INTERVAL).increment(0.0);
+    describe_gauge!(
+        RECONCILER_ROUND_PROGRESS,
+        "How far the reconciler's full round over every hotel has got, from 0 to 1"
+    );
+    metrics::gauge!(RECONCILER_ROUND_PROGRESS, "shard" => "1").increment(0.0);
+    describe_gauge!(
+        CACHE_KEYS,
+        "Keys held in Redis at the last reconciler pass: the nights resident, and the short-lived deduction markers"
+    );
+    metrics::gauge!(CACHE_KEYS).increment(0.0);
     describe_counter!(
         HOLDS_EXPIRED,
         "Pending reservations expired by the hold sweeper, their nights given back"

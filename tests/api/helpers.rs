@@ -275,7 +275,12 @@ impl TestApp {
         let db = innkeeper::store::connect(backends.database_url.expose(), &config)
             .expect("a pool for the test");
         let redis = RedisLink::open(&backends.redis, 1).expect("a Redis link");
-        let cache = NightCache::new(redis.clone(), &prefix, config.in_flight_ttl);
+        let cache = NightCache::new(
+            redis.clone(),
+            &prefix,
+            config.in_flight_ttl,
+            config.night_idle_ttl,
+        );
         let clock = Arc::new(ManualClock::new(options.now));
         let application = Application::build(config, &backends, clock.clone())
             .await
@@ -393,8 +398,32 @@ impl TestApp {
     }
 
     /// A hotel with one room type and `total` rooms on each of `nights` nights from
-    /// `first_night`, at 100.00 a night. Returns (hotel_id, room_type_id).
+    /// `first_night`, at 100.00 a night, warmed into Redis as an operator does before a
+    /// sale. Returns (hotel_id, room_type_id).
     pub async fn hotel_with_inventory(
+        &self,
+        ratio: f64,
+        total: i64,
+        first_night: NaiveDate,
+        nights: u64,
+    ) -> (i64, i64) {
+        let (hotel_id, room_type_id) = self
+            .cold_hotel_with_inventory(ratio, total, first_night, nights)
+            .await;
+        let (status, warmed) = self
+            .post(
+                &format!("/v1/hotels/{hotel_id}/inventory/warm"),
+                &self.staff(),
+                &json!({"from": first_night, "to": first_night + Days::new(nights)}),
+            )
+            .await;
+        assert_eq!(status, 200, "{warmed}");
+        (hotel_id, room_type_id)
+    }
+
+    /// [`hotel_with_inventory`](Self::hotel_with_inventory) without the warming: Redis
+    /// holds none of its nights until someone asks for them.
+    pub async fn cold_hotel_with_inventory(
         &self,
         ratio: f64,
         total: i64,

@@ -5,6 +5,7 @@ mod abuse;
 mod auth;
 mod catalog;
 mod cluster;
+mod demand;
 mod devservices;
 mod embedded;
 mod errors;

@@ -653,12 +653,18 @@ async fn the_reconciler_never_reverts_a_change_made_during_its_pass() {
     };
     restrict(&app, hotel, night, app.night(2), json!({"min_stay": 3})).await;
     // Step 3, with the stale read: the night is left for the next pass.
-    let counts = app
+    let outcome = app
         .cache
         .reconcile(hotel.0, hotel.1, &stale, (snapshot_at, read_at), &[])
         .await
         .unwrap();
-    assert_eq!((counts.repaired, counts.deferred), (0, 1), "{counts:?}");
+    assert_eq!(
+        (outcome.counts.repaired, outcome.counts.deferred),
+        (0, 1),
+        "{outcome:?}"
+    );
+    // ...and the next pass is told to look at it again.
+    assert_eq!(outcome.revisit, vec![0], "{outcome:?}");
     let mut connection = app.redis_connection().await;
     let min_stay: Option<String> = redis::cmd("HGET")
         .arg(app.night_key(hotel.0, hotel.1, night))

@@ -89,11 +89,25 @@ async fn every_series_exists_from_startup() {
         "innkeeper_reconciler_drift_nights",
         "innkeeper_reconciler_repairs_total",
         "innkeeper_reconciler_last_success_timestamp_seconds",
+        "innkeeper_reconciler_interval_seconds",
+        "innkeeper_cache_keys",
         "innkeeper_holds_expired_total",
         "innkeeper_redis_fallbacks_total",
     ] {
         expect(name, &[]);
     }
+    for pass in ["changes", "full"] {
+        for name in [
+            "innkeeper_reconciler_nights_checked",
+            "innkeeper_reconciler_pass_duration_seconds",
+        ] {
+            expect(name, &[("shard", "1"), ("pass", pass)]);
+        }
+    }
+    expect(
+        "innkeeper_reconciler_round_progress_ratio",
+        &[("shard", "1")],
+    );
     for result in ["ok", "failed"] {
         expect("innkeeper_compensations_total", &[("result", result)]);
     }
