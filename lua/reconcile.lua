@@ -35,7 +35,8 @@
 -- ARGV[2]     the snapshot time (unix seconds), taken before the Postgres read
 -- ARGV[3]     the room type id
 -- ARGV[4]     when the Postgres read began, by Redis' clock (TIME, in microseconds)
--- ARGV[5 + 9(i-1) .. 13 + 9(i-1)]  for night i: date (YYYY-MM-DD), cap, Postgres'
+-- ARGV[5]     the idle TTL in seconds (see lua/load_nights.lua)
+-- ARGV[6 + 9(i-1) .. 14 + 9(i-1)]  for night i: date (YYYY-MM-DD), cap, Postgres'
 --             total_reserved, rate, then its restrictions as lua/load_nights.lua writes
 --             them: ss, cta, mins, maxs, ctdn
 -- then        m, the number of S1 entries, followed by m triples: id, 'c' or 'u', entry
@@ -43,7 +44,9 @@
 -- Only nights Redis holds are compared and repaired. A night Redis does not hold is not
 -- drift: it is loaded from Postgres when someone asks for it (lua/load_nights.lua), so
 -- Redis holds what is in demand, not everything on sale. A repair keeps the night's
--- expiry, which is its idle TTL (see lua/load_nights.lua).
+-- expiry, which is its idle TTL, but shortens one longer than that (EXPIRE .. LT): nights
+-- written before nights came on demand expired only once they had passed. That never
+-- cuts a deduction in flight short: the idle TTL is longer than the in-flight TTL.
 --
 -- Restrictions are never in flight: a night whose restrictions differ is rewritten even
 -- when its count waits for the next pass (but only if Redis holds the night: a partial
@@ -67,12 +70,13 @@ local n = tonumber(ARGV[1])
 local snapshot = tonumber(ARGV[2])
 local room_type = ARGV[3]
 local read_at = tonumber(ARGV[4])
+local idle = ARGV[5]
 local inflight_key = KEYS[n + 1]
 
 local nights = {}
 local RULES = {'ss', 'cta', 'mins', 'maxs', 'ctdn'}
 for i = 1, n do
-  local b = 5 + 9 * (i - 1)
+  local b = 6 + 9 * (i - 1)
   nights[i] = {
     date = ARGV[b], cap = ARGV[b + 1], res = tonumber(ARGV[b + 2]),
     rate = ARGV[b + 3], add = 0, deferred = false, revisit = false,
@@ -104,7 +108,7 @@ local function each_night(rt, check_in, check_out, f)
 end
 
 local s1 = {}
-local p = 5 + 9 * n
+local p = 6 + 9 * n
 local m = tonumber(ARGV[p])
 for j = 1, m do
   local q = p + 3 * (j - 1)
@@ -196,6 +200,7 @@ for i = 1, n do
   local at = table.remove(held, 4)
   if held[1] then
     compare(i, night, held, at)
+    redis.call('EXPIRE', KEYS[i], idle, 'LT')
   else
     -- Not held, or a stray field without its night, which would pass for a loaded night
     -- and never be filled: removed, so the next ask loads the night whole.

@@ -9,15 +9,21 @@
 -- scattered nights (the hold sweeper's batch) spans the nights between too, which costs a
 -- pass a few extra nights, never a missed one.
 --
--- Rows are only ever inserted and deleted (the reconciler takes them with DELETE ...
--- RETURNING), so there is no key to contend on: writers never wait on each other or on
--- the reconciler.
+-- Rows are only ever inserted and deleted (the reconciler takes the oldest with DELETE ...
+-- RETURNING, skipping those another pass holds), so writers never wait on each other or
+-- on the reconciler. A pass takes only entries some seconds old (see jobs::reconciler):
+-- a Redis write based on a Postgres read from before the change lands by then.
 CREATE TABLE night_journal (
-    hotel_id     bigint NOT NULL,
-    room_type_id bigint NOT NULL,
-    first_night  date   NOT NULL,
-    last_night   date   NOT NULL
+    entry        bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    hotel_id     bigint      NOT NULL,
+    room_type_id bigint      NOT NULL,
+    first_night  date        NOT NULL,
+    last_night   date        NOT NULL,
+    recorded_at  timestamptz NOT NULL DEFAULT clock_timestamp()
 );
+-- A queue: rows come and go all day, so vacuum it by row count, not by its size.
+ALTER TABLE night_journal SET (autovacuum_vacuum_scale_factor = 0,
+                               autovacuum_vacuum_threshold = 10000);
 
 CREATE FUNCTION journal_inventory_nights() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -66,8 +72,7 @@ CREATE TRIGGER restrictions_deleted AFTER DELETE ON room_type_restrictions
 -- rather than in the process so the round carries on when the job moves to another
 -- instance.
 CREATE TABLE reconcile_round (
-    singleton     boolean     PRIMARY KEY DEFAULT true CHECK (singleton),
-    next_hotel_id bigint      NOT NULL DEFAULT 0,
-    started_at    timestamptz NOT NULL DEFAULT now()
+    singleton     boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    next_hotel_id bigint  NOT NULL DEFAULT 0
 );
 INSERT INTO reconcile_round DEFAULT VALUES;

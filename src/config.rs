@@ -213,9 +213,9 @@ pub struct Config {
     /// at the nights that changed). At least the reconcile interval.
     pub reconcile_full_period: Duration,
     /// `INNKEEPER_NIGHT_IDLE_TTL` in seconds, default 21600 (6 h), at most 86400: how long
-    /// a night nobody asks for stays in Redis. More than the in-flight TTL, so a night
-    /// never leaves while a deduction on it is in flight; at most a day, so asking for a
-    /// night never keeps it past its own expiry (see lua/load_nights.lua).
+    /// a night nobody asks for stays in Redis. At least a minute more than the in-flight
+    /// TTL, so a night never leaves while a deduction on it is in flight; at most a day,
+    /// so asking for a night never keeps it past its own expiry (see lua/load_nights.lua).
     pub night_idle_ttl: Duration,
     /// `INNKEEPER_SWEEP_INTERVAL_SECS`, default 5: how often expired holds are released;
     /// 0 turns the background sweep off.
@@ -509,12 +509,15 @@ impl Config {
                 ),
             });
         }
-        if self.night_idle_ttl <= self.in_flight_ttl || self.night_idle_ttl > MAX_NIGHT_IDLE_TTL {
+        // A minute's margin: the in-flight deadline is by this process' clock, a night's
+        // expiry by Redis'.
+        let shortest_idle = self.in_flight_ttl + Duration::from_secs(60);
+        if self.night_idle_ttl < shortest_idle || self.night_idle_ttl > MAX_NIGHT_IDLE_TTL {
             return Err(ConfigError {
                 variable: "INNKEEPER_NIGHT_IDLE_TTL",
                 problem: format!(
-                    "must be more than INNKEEPER_IN_FLIGHT_TTL ({} s) and at most {} s",
-                    self.in_flight_ttl.as_secs(),
+                    "must be at least INNKEEPER_IN_FLIGHT_TTL plus a minute ({} s) and at most {} s",
+                    shortest_idle.as_secs(),
                     MAX_NIGHT_IDLE_TTL.as_secs()
                 ),
             });
@@ -736,6 +739,34 @@ mod tests {
         let config =
             Config::from_vars(vars(&[("INNKEEPER_REDIS_CLUSTER", "redis://h:7000")])).unwrap();
         assert_eq!(config.check().unwrap_err().variable, "DATABASE_URL");
+    }
+
+    #[test]
+    fn a_night_stays_idle_longer_than_a_deduction_is_in_flight_and_at_most_a_day() {
+        let check = |idle: &str, in_flight: &str| {
+            Config::from_vars(vars(&[
+                ("INNKEEPER_NIGHT_IDLE_TTL", idle),
+                ("INNKEEPER_IN_FLIGHT_TTL", in_flight),
+            ]))
+            .unwrap()
+            .check()
+            .map_err(|error| error.variable)
+        };
+        assert_eq!(check("90", "30"), Ok(()));
+        assert_eq!(check("86400", "30"), Ok(()));
+        for (idle, in_flight) in [("89", "30"), ("30", "30"), ("86401", "30")] {
+            assert_eq!(
+                check(idle, in_flight),
+                Err("INNKEEPER_NIGHT_IDLE_TTL"),
+                "{idle} after {in_flight}"
+            );
+        }
+        let config =
+            Config::from_vars(vars(&[("INNKEEPER_RECONCILE_FULL_PERIOD_SECS", "10")])).unwrap();
+        assert_eq!(
+            config.check().unwrap_err().variable,
+            "INNKEEPER_RECONCILE_FULL_PERIOD_SECS"
+        );
     }
 
     #[test]

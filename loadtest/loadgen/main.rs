@@ -9,6 +9,9 @@
 //! loadgen report --raw raw.json RESULTS.json...          # the markdown tables
 //! loadgen topology --dir DIR --shards N                  # a catalog, N shards and a
 //!                                                        # Redis Cluster, until SIGTERM
+//! loadgen scale --base-url URL --staff-token T --guest-token T --database-url URL \
+//!                --redis-url URL --pid PID --out FILE    # reconciler and Redis costs
+//!                                                        # at 100 to 10,000 hotels
 //! ```
 //!
 //! It is a closed-loop generator (each connection sends its next request when the answer
@@ -17,6 +20,7 @@
 
 mod client;
 mod report;
+mod scale;
 mod scenarios;
 mod stats;
 mod topology;
@@ -61,6 +65,29 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         shards: usize,
     },
+    /// Empty the service's stores and measure, at each size, what the reconciler and
+    /// Redis cost (see scale.rs). Destroys the service's data.
+    Scale(ScaleArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ScaleArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// The service's Redis.
+    #[arg(long, env = "BENCH_REDIS_URL")]
+    redis_url: String,
+    /// Hotels at each size, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
+    sizes: Vec<usize>,
+    /// Nights on sale per hotel, from today.
+    #[arg(long, default_value_t = 365)]
+    nights: u64,
+    /// Seconds of each booking load.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    #[arg(long)]
+    out: PathBuf,
 }
 
 /// Where the service is and how to observe it.
@@ -214,6 +241,18 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Topology { dir, shards } => topology::run(&dir, shards),
+        Command::Scale(args) => runtime()?.block_on(async {
+            let env = args.target.env("redis").await?;
+            scale::run(
+                &env,
+                &args.redis_url,
+                &args.sizes,
+                args.nights,
+                args.seconds,
+                &args.out,
+            )
+            .await
+        }),
     }
 }
 

@@ -193,7 +193,8 @@ impl Booker {
 
     /// Registers in Redis the give-back of a stay Postgres is about to end, until the
     /// in-flight deadline. A failure is logged: the reconciler may then repair the stay's
-    /// nights a pass early, off by its rooms until the next pass, never past capacity.
+    /// nights a pass early, off by its rooms until a pass looks at them again (the
+    /// ending's own journal entry, once settled), never past capacity.
     async fn begin_give_back(&self, stay: &Stay) {
         if let Some(cache) = &self.cache {
             let deadline = self.in_flight_deadline(self.clock.now());

@@ -39,7 +39,8 @@ impl KeyLayout {
     }
 }
 
-/// When a night's key leaves Redis: a day after the night has passed everywhere on Earth.
+/// The latest a night's key leaves Redis (it leaves sooner when idle, see
+/// lua/load_nights.lua): a day after the night has passed everywhere on Earth.
 /// The night of D ends on the morning of D+1 in the hotel's timezone; noon UTC on D+2 is
 /// at least a day after that in every timezone (UTC-12 to UTC+14).
 ///

@@ -4,7 +4,8 @@
 //! Redis is a cache. Postgres holds the truth and re-checks every booking; what Redis gets
 //! wrong (a lost deduction after a restart, a deduction whose commit never came) can only
 //! turn a guest away too early or send one more attempt to the Postgres re-check, never
-//! oversell. Nights load from Postgres on a miss and expire by TTL after they pass.
+//! oversell. Nights load from Postgres on a miss (or when staff warm a hotel), and leave
+//! when nobody has asked for them for the idle TTL, or once they have passed.
 
 pub mod keys;
 pub mod link;
@@ -33,14 +34,15 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 pub enum CacheError {
     #[error("Redis: {0}")]
     Redis(#[from] redis::RedisError),
-    #[error("reserve.lua answered {0:?}, which its header does not list")]
+    #[error("a script answered {0:?}, which its header does not list")]
     UnknownReply(Vec<i64>),
     #[error("Redis did not answer within {CALL_TIMEOUT:?}")]
     Timeout,
 }
 
-/// How nights read from Postgres go into Redis (see lua/load_nights.lua). Absent nights
-/// are written whole in every mode.
+/// How nights read from Postgres go into Redis (see lua/load_nights.lua). Only [`Absent`]
+/// (Self::Absent) writes a night Redis does not hold (whole); the others change nights it
+/// holds and leave the rest absent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoadMode {
     /// After a miss: write only nights that are absent.
@@ -108,6 +110,18 @@ pub struct ReconcileCounts {
     pub drifted: u64,
     pub repaired: u64,
     pub deferred: u64,
+}
+
+/// One reconcile.lua call: the nights of one room type, as the reconciler's Postgres
+/// snapshot has them, the times of its pass (the snapshot, in unix seconds, and
+/// [`NightCache::server_time`] before the Postgres read began), and the hotel's in-flight
+/// entries read before that.
+pub struct ReconcileCall<'a> {
+    pub hotel_id: i64,
+    pub room_type_id: i64,
+    pub nights: &'a [Night],
+    pub times: (i64, i64),
+    pub known: &'a [KnownDeduction],
 }
 
 /// What one reconcile.lua call found and did, and what the next pass must look at.
@@ -283,11 +297,22 @@ impl NightCache {
 
     /// The hotel's in-flight deductions and give-backs: (reservation id, entry).
     pub async fn in_flight(&self, hotel_id: i64) -> Result<Vec<(String, String)>, CacheError> {
+        Ok(self.in_flight_of(&[hotel_id]).await?.remove(0))
+    }
+
+    /// [`in_flight`](Self::in_flight) of several hotels, the calls sent together.
+    pub async fn in_flight_of(
+        &self,
+        hotel_ids: &[i64],
+    ) -> Result<Vec<Vec<(String, String)>>, CacheError> {
         let call = self.link.connection().await?;
-        let mut connection = call.handle();
-        let mut command = redis::cmd("HGETALL");
-        command.arg(self.keys.in_flight(hotel_id));
-        call.run(command.query_async(&mut connection)).await
+        let reads = hotel_ids.iter().map(|hotel_id| {
+            let mut connection = call.handle();
+            let mut command = redis::cmd("HGETALL");
+            command.arg(self.keys.in_flight(*hotel_id));
+            async move { command.query_async(&mut connection).await }
+        });
+        call.run(futures::future::try_join_all(reads)).await
     }
 
     /// The clock of the Redis node that holds `hotel_id`'s nights, in microseconds: what
@@ -297,15 +322,25 @@ impl NightCache {
     /// that node: another node's clock may differ, and a plain TIME goes to any node,
     /// one that is down included.
     pub async fn server_time(&self, hotel_id: i64) -> Result<i64, CacheError> {
+        Ok(self.server_times(&[hotel_id]).await?.remove(0))
+    }
+
+    /// [`server_time`](Self::server_time) for several hotels, the calls sent together.
+    pub async fn server_times(&self, hotel_ids: &[i64]) -> Result<Vec<i64>, CacheError> {
         let call = self.link.connection().await?;
-        let mut connection = call.handle();
-        let time = redis::cmd("EVAL")
-            .arg("local t = redis.call('TIME') return {tonumber(t[1]), tonumber(t[2])}")
-            .arg(1)
-            .arg(self.keys.in_flight(hotel_id))
-            .to_owned();
-        let (seconds, micros): (i64, i64) = call.run(time.query_async(&mut connection)).await?;
-        Ok(seconds * 1_000_000 + micros)
+        let reads = hotel_ids.iter().map(|hotel_id| {
+            let mut connection = call.handle();
+            let time = redis::cmd("EVAL")
+                .arg("local t = redis.call('TIME') return {tonumber(t[1]), tonumber(t[2])}")
+                .arg(1)
+                .arg(self.keys.in_flight(*hotel_id))
+                .to_owned();
+            async move {
+                let (seconds, micros): (i64, i64) = time.query_async(&mut connection).await?;
+                Ok(seconds * 1_000_000 + micros)
+            }
+        });
+        call.run(futures::future::try_join_all(reads)).await
     }
 
     /// Runs reconcile.lua for one room type (see its header for the argument that no
@@ -316,22 +351,86 @@ impl NightCache {
         hotel_id: i64,
         room_type_id: i64,
         nights: &[Night],
-        (snapshot_unix, read_at): (i64, i64),
+        times: (i64, i64),
         known: &[KnownDeduction],
     ) -> Result<ReconcileOutcome, CacheError> {
+        let call = ReconcileCall {
+            hotel_id,
+            room_type_id,
+            nights,
+            times,
+            known,
+        };
+        self.reconcile_all(&[call]).await?.remove(0)
+    }
+
+    /// Runs reconcile.lua once per call, the calls sent together; each call's outcome, in
+    /// the calls' order (one failing does not hide what the others did).
+    pub async fn reconcile_all(
+        &self,
+        calls: &[ReconcileCall<'_>],
+    ) -> Result<Vec<Result<ReconcileOutcome, CacheError>>, CacheError> {
         let call = self.link.connection().await?;
-        let mut connection = call.handle();
+        let invocations: Vec<_> = calls
+            .iter()
+            .map(|reconcile| self.reconcile_invocation(reconcile))
+            .collect();
+        let runs = invocations.iter().map(|invocation| {
+            let mut connection = call.handle();
+            async move {
+                invocation
+                    .invoke::<(Vec<i64>, Vec<i64>, Vec<String>)>(&mut connection)
+                    .await
+            }
+        });
+        let started = std::time::Instant::now();
+        let replies = call
+            .run(async { Ok(futures::future::join_all(runs).await) })
+            .await?;
+        telemetry::observe_script("reconcile", started);
+        Ok(replies
+            .into_iter()
+            .map(|reply| {
+                let (counts, revisit, lapsed) = reply?;
+                let counts = match counts[..] {
+                    [checked, drifted, repaired, deferred] => ReconcileCounts {
+                        checked: checked as u64,
+                        drifted: drifted as u64,
+                        repaired: repaired as u64,
+                        deferred: deferred as u64,
+                    },
+                    _ => return Err(CacheError::UnknownReply(counts)),
+                };
+                Ok(ReconcileOutcome {
+                    counts,
+                    // Lua counts from 1.
+                    revisit: revisit
+                        .into_iter()
+                        .filter_map(|index| usize::try_from(index - 1).ok())
+                        .collect(),
+                    lapsed,
+                })
+            })
+            .collect())
+    }
+
+    fn reconcile_invocation(&self, call: &ReconcileCall<'_>) -> scripts::ScriptCall<'static> {
         let mut invocation = scripts::RECONCILE.prepare_invoke();
-        for night in nights {
-            invocation.key(self.keys.night(hotel_id, room_type_id, night.date));
+        for night in call.nights {
+            invocation.key(
+                self.keys
+                    .night(call.hotel_id, call.room_type_id, night.date),
+            );
         }
+        let (snapshot_unix, read_at) = call.times;
         invocation
-            .key(self.keys.in_flight(hotel_id))
-            .arg(nights.len())
+            .key(self.keys.in_flight(call.hotel_id))
+            .arg(call.nights.len())
             .arg(snapshot_unix)
-            .arg(room_type_id)
-            .arg(read_at);
-        for night in nights {
+            .arg(call.room_type_id)
+            .arg(read_at)
+            .arg(self.idle_seconds());
+        for night in call.nights {
             invocation
                 .arg(night.date.to_string())
                 .arg(night.capacity)
@@ -339,35 +438,14 @@ impl NightCache {
                 .arg(night.rate_cents)
                 .arg(&restriction_fields(&night.restrictions)[..]);
         }
-        invocation.arg(known.len());
-        for deduction in known {
+        invocation.arg(call.known.len());
+        for deduction in call.known {
             invocation
                 .arg(&deduction.reservation_id)
                 .arg(if deduction.committed { "c" } else { "u" })
                 .arg(&deduction.entry);
         }
-        let started = std::time::Instant::now();
-        let (counts, revisit, lapsed): (Vec<i64>, Vec<i64>, Vec<String>) =
-            call.run(invocation.invoke(&mut connection)).await?;
-        telemetry::observe_script("reconcile", started);
-        let counts = match counts[..] {
-            [checked, drifted, repaired, deferred] => ReconcileCounts {
-                checked: checked as u64,
-                drifted: drifted as u64,
-                repaired: repaired as u64,
-                deferred: deferred as u64,
-            },
-            _ => return Err(CacheError::UnknownReply(counts)),
-        };
-        Ok(ReconcileOutcome {
-            counts,
-            // Lua counts from 1.
-            revisit: revisit
-                .into_iter()
-                .filter_map(|index| usize::try_from(index - 1).ok())
-                .collect(),
-            lapsed,
-        })
+        invocation
     }
 
     /// How many keys Redis holds, on every node of a cluster: the nights resident, plus

@@ -244,3 +244,28 @@ pub async fn room_types_of(
     }
     Ok(Some((timezone, room_types)))
 }
+
+/// Up to `limit` hotel ids from `from` on, in order.
+pub async fn ids_from(
+    db: &impl GenericClient,
+    from: i64,
+    limit: i64,
+) -> Result<Vec<i64>, tokio_postgres::Error> {
+    let sql = "SELECT hotel_id FROM hotels WHERE hotel_id >= $1 ORDER BY hotel_id LIMIT $2";
+    let rows = db
+        .query(&db.prepare_cached(sql).await?, &[&from, &limit])
+        .await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// Every hotel id, in order.
+pub async fn all_ids(db: &impl GenericClient) -> Result<Vec<i64>, tokio_postgres::Error> {
+    let rows = db
+        .query(
+            &db.prepare_cached("SELECT hotel_id FROM hotels ORDER BY hotel_id")
+                .await?,
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}

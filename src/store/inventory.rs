@@ -1,5 +1,7 @@
 //! Per-night room-type inventory in Postgres.
 
+use std::collections::HashMap;
+
 use chrono::NaiveDate;
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
@@ -113,7 +115,7 @@ pub async fn nights_of_hotel(
     hotel_id: i64,
     from: NaiveDate,
     to: NaiveDate,
-) -> Result<std::collections::HashMap<i64, Vec<Night>>, tokio_postgres::Error> {
+) -> Result<HashMap<i64, Vec<Night>>, tokio_postgres::Error> {
     let sql = format!(
         "SELECT i.room_type_id, {NIGHT} FROM room_type_inventory i {WITH_RESTRICTIONS} \
          WHERE i.hotel_id = $1 AND i.date >= $2 AND i.date < $3 \
@@ -122,40 +124,68 @@ pub async fn nights_of_hotel(
     let rows = db
         .query(&db.prepare_cached(&sql).await?, &[&hotel_id, &from, &to])
         .await?;
+    let mut nights: HashMap<i64, Vec<Night>> = HashMap::new();
+    for row in &rows {
+        nights
+            .entry(row.get("room_type_id"))
+            .or_default()
+            .push(from_row(row));
+    }
+    Ok(nights)
+}
+
+/// The stored nights of several hotels within `[from, to)`, by (hotel, room type), in
+/// date order.
+pub async fn nights_of_hotels(
+    db: &impl GenericClient,
+    hotel_ids: &[i64],
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<HashMap<(i64, i64), Vec<Night>>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT i.hotel_id, i.room_type_id, {NIGHT} FROM room_type_inventory i {WITH_RESTRICTIONS} \
+         WHERE i.hotel_id = ANY($1) AND i.date >= $2 AND i.date < $3 \
+         ORDER BY i.hotel_id, i.room_type_id, i.date"
+    );
+    let rows = db
+        .query(&db.prepare_cached(&sql).await?, &[&hotel_ids, &from, &to])
+        .await?;
     Ok(by_room_type(&rows))
 }
 
-/// The stored nights of a hotel within the given spans: (room type, first night, last
-/// night, both included). By room type, in date order; a night in two spans comes once.
+/// The stored nights within the given spans: (hotel, room type, first night, last night,
+/// both included), which must not overlap. By (hotel, room type), in date order. Each span
+/// is an index range scan of its own, so the cost follows the nights asked for.
 pub async fn nights_in_spans(
     db: &impl GenericClient,
-    hotel_id: i64,
-    spans: &[(i64, NaiveDate, NaiveDate)],
-) -> Result<std::collections::HashMap<i64, Vec<Night>>, tokio_postgres::Error> {
+    spans: &[(i64, i64, NaiveDate, NaiveDate)],
+) -> Result<HashMap<(i64, i64), Vec<Night>>, tokio_postgres::Error> {
     let sql = format!(
-        "SELECT i.room_type_id, {NIGHT} FROM room_type_inventory i {WITH_RESTRICTIONS} \
-         WHERE i.hotel_id = $1 AND EXISTS ( \
-             SELECT 1 FROM unnest($2::bigint[], $3::date[], $4::date[]) AS s(rt, first, last) \
-             WHERE s.rt = i.room_type_id AND i.date BETWEEN s.first AND s.last) \
-         ORDER BY i.room_type_id, i.date"
+        "SELECT i.hotel_id, i.room_type_id, {NIGHT} \
+         FROM unnest($1::bigint[], $2::bigint[], $3::date[], $4::date[]) AS s(h, rt, first, last) \
+         JOIN room_type_inventory i \
+           ON i.hotel_id = s.h AND i.room_type_id = s.rt AND i.date BETWEEN s.first AND s.last \
+         {WITH_RESTRICTIONS} \
+         ORDER BY i.hotel_id, i.room_type_id, i.date"
     );
-    let room_types: Vec<i64> = spans.iter().map(|span| span.0).collect();
-    let firsts: Vec<NaiveDate> = spans.iter().map(|span| span.1).collect();
-    let lasts: Vec<NaiveDate> = spans.iter().map(|span| span.2).collect();
+    let hotels: Vec<i64> = spans.iter().map(|span| span.0).collect();
+    let room_types: Vec<i64> = spans.iter().map(|span| span.1).collect();
+    let firsts: Vec<NaiveDate> = spans.iter().map(|span| span.2).collect();
+    let lasts: Vec<NaiveDate> = spans.iter().map(|span| span.3).collect();
     let rows = db
         .query(
             &db.prepare_cached(&sql).await?,
-            &[&hotel_id, &room_types, &firsts, &lasts],
+            &[&hotels, &room_types, &firsts, &lasts],
         )
         .await?;
     Ok(by_room_type(&rows))
 }
 
-fn by_room_type(rows: &[Row]) -> std::collections::HashMap<i64, Vec<Night>> {
-    let mut nights: std::collections::HashMap<i64, Vec<Night>> = std::collections::HashMap::new();
+fn by_room_type(rows: &[Row]) -> HashMap<(i64, i64), Vec<Night>> {
+    let mut nights: HashMap<(i64, i64), Vec<Night>> = HashMap::new();
     for row in rows {
         nights
-            .entry(row.get("room_type_id"))
+            .entry((row.get("hotel_id"), row.get("room_type_id")))
             .or_default()
             .push(from_row(row));
     }

@@ -13,17 +13,26 @@ pub struct ChangedNights {
     pub last: NaiveDate,
 }
 
-/// Takes up to `limit` entries out of the journal. Entries another pass is taking at the
-/// same moment are skipped rather than waited for. The caller owns the entries once this
-/// commits: it puts back (with [`record`]) whatever it could not look at.
+/// Takes up to `limit` of the oldest entries recorded at least `settled` ago out of the
+/// journal, by Postgres' clock. Entries another pass is taking at the same moment are
+/// skipped rather than waited for. The caller owns the entries once this commits: it puts
+/// back (with [`record`]) whatever it could not look at.
 pub async fn take(
     db: &impl GenericClient,
     limit: i64,
+    settled: std::time::Duration,
 ) -> Result<Vec<ChangedNights>, tokio_postgres::Error> {
-    let sql = "DELETE FROM night_journal WHERE ctid = ANY(ARRAY( \
-                   SELECT ctid FROM night_journal LIMIT $1 FOR UPDATE SKIP LOCKED)) \
+    let sql = "DELETE FROM night_journal WHERE entry = ANY(ARRAY( \
+                   SELECT entry FROM night_journal \
+                   WHERE recorded_at <= clock_timestamp() - make_interval(secs => $2) \
+                   ORDER BY entry LIMIT $1 FOR UPDATE SKIP LOCKED)) \
                RETURNING hotel_id, room_type_id, first_night, last_night";
-    let rows = db.query(&db.prepare_cached(sql).await?, &[&limit]).await?;
+    let rows = db
+        .query(
+            &db.prepare_cached(sql).await?,
+            &[&limit, &settled.as_secs_f64()],
+        )
+        .await?;
     Ok(rows
         .iter()
         .map(|row| ChangedNights {
@@ -86,39 +95,13 @@ pub async fn round_position(
     })
 }
 
-/// Up to `limit` hotel ids from `from` on, in order.
-pub async fn hotels_from(
-    db: &impl GenericClient,
-    from: i64,
-    limit: i64,
-) -> Result<Vec<i64>, tokio_postgres::Error> {
-    let sql = "SELECT hotel_id FROM hotels WHERE hotel_id >= $1 ORDER BY hotel_id LIMIT $2";
-    let rows = db
-        .query(&db.prepare_cached(sql).await?, &[&from, &limit])
-        .await?;
-    Ok(rows.iter().map(|row| row.get(0)).collect())
-}
-
-/// Moves the round on to `next_hotel_id` (0 starts a new round).
+/// Moves the round on to `next_hotel_id` (0 starts it over).
 pub async fn advance_round(
     db: &impl GenericClient,
     next_hotel_id: i64,
 ) -> Result<(), tokio_postgres::Error> {
-    let sql = "UPDATE reconcile_round SET next_hotel_id = $1::bigint, \
-                   started_at = CASE WHEN $1::bigint = 0 THEN now() ELSE started_at END";
+    let sql = "UPDATE reconcile_round SET next_hotel_id = $1";
     db.execute(&db.prepare_cached(sql).await?, &[&next_hotel_id])
         .await?;
     Ok(())
-}
-
-/// Every hotel id, in order.
-pub async fn all_hotels(db: &impl GenericClient) -> Result<Vec<i64>, tokio_postgres::Error> {
-    let rows = db
-        .query(
-            &db.prepare_cached("SELECT hotel_id FROM hotels ORDER BY hotel_id")
-                .await?,
-            &[],
-        )
-        .await?;
-    Ok(rows.iter().map(|row| row.get(0)).collect())
 }

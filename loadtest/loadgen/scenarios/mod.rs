@@ -31,7 +31,7 @@ pub use drivers::{
     availability_reads, burst_floor, healthz_loop, rush_and_sold_out, spread_bookings,
 };
 pub use overload::{overload, Arrivals, OPEN_LOOP};
-pub use setup::{create_spread, sellable};
+pub use setup::{create_spread, sellable, Spread};
 
 /// Everything a scenario needs to reach the service and observe it.
 pub struct Env {

@@ -234,6 +234,14 @@ pub struct Spread {
     pub(super) hotels: Vec<(i64, i64)>,
 }
 
+impl Spread {
+    /// Hotels made elsewhere (`loadgen scale` seeds its own): (hotel, room type) pairs
+    /// with inventory on the nights the spread books.
+    pub fn of(hotels: Vec<(i64, i64)>) -> Self {
+        Self { hotels }
+    }
+}
+
 pub const SPREAD_FIRST_NIGHT: u64 = 10;
 pub const SPREAD_NIGHTS: u64 = 60;
 
