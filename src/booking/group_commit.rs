@@ -10,16 +10,16 @@
 //! per lane means a lane's transactions never wait on each other's row locks, and
 //! lanes hold disjoint hotels, so they never wait on each other either.
 //!
-//! A batch sends its statements together (tokio-postgres pipelines them on the
-//! connection), so it costs about one round trip and one commit flush, not one per
-//! booking.
+//! A batch is one statement, `book_stays()`, sent with its BEGIN and COMMIT in one write:
+//! one round trip and one commit flush for the batch, and a handful of set-based statements
+//! in Postgres whatever the batch's size (one booking's `book_stay()` runs nine).
 //!
-//! Each booking is still its own `book_stay()` statement, so it keeps its own outcome
-//! (created, or the id already exists). If any of them is refused under the row locks or
-//! fails, the transaction is rolled back and each booking of the batch runs on its own, so
-//! one refusal never takes its neighbours down. A failure of the COMMIT itself leaves
-//! every booking of the batch uncertain; they are all answered 503 and their Redis
-//! deductions given back, as for a single booking (a client retry then replays).
+//! The batch books whole or not at all. If any booking of it is refused under the row
+//! locks (Redis admitted them all, so it is rare) or the statement fails, the transaction
+//! rolls back and each booking runs on its own through `book_stay()`, which answers its
+//! own outcome, so one refusal never takes its neighbours down. A failure of the COMMIT
+//! itself leaves every booking of the batch uncertain; they are all answered 503 and their
+//! Redis deductions given back, as for a single booking (a client retry then replays).
 //!
 //! Once a batch is answered, its created bookings' deductions are marked committed in
 //! Redis with one lua/commit.lua call per hotel, in a task of its own (redis mode): a
@@ -278,41 +278,41 @@ impl GroupCommitter {
         }
     }
 
-    /// Every booking of the batch in one transaction.
+    /// Every booking of the batch in one transaction of one statement (`book_stays()`),
+    /// sent with its BEGIN and COMMIT in one write: one round trip for the batch.
     async fn together(&self, stays: &[&NewReservation]) -> Together {
-        let Ok(mut db) = self.db.get().await else {
+        let Ok(db) = self.db.get().await else {
+            return Together::OneByOne;
+        };
+        let Ok(statement) = reservations::book_all_statement(&db).await else {
             return Together::OneByOne;
         };
         let started = Instant::now();
+        // Requests go out in the order their futures are first polled, and join! polls
+        // them in the order written: BEGIN, the batch, COMMIT.
         let attempt = async {
-            let tx = db.transaction().await.map_err(|_| Together::OneByOne)?;
-            let mut outcomes = Vec::with_capacity(stays.len());
-            let replies =
-                futures::future::join_all(stays.iter().map(|stay| reservations::book(&tx, stay)))
-                    .await;
-            for reply in replies {
-                match reply {
-                    // A refusal under the row locks aborted the transaction, and a
-                    // COMMIT would then quietly roll every booking of the batch back:
-                    // run them one by one instead (it is rare: Redis admitted them all).
-                    Ok(Committed::SoldOut | Committed::Restricted { .. })
-                    | Err(BookError::Postgres(_)) => return Err(Together::OneByOne),
-                    // Running it alone would not make the outcome known.
-                    Err(error @ BookError::Outcome(_)) => {
-                        return Err(Together::Uncertain(error.into()))
-                    }
-                    Ok(outcome) => outcomes.push(outcome),
-                }
-            }
-            tx.commit()
-                .await
-                .map_err(|error| Together::Uncertain(error.into()))?;
-            Ok(outcomes)
+            futures::join!(
+                db.batch_execute("BEGIN"),
+                reservations::book_all(&db, &statement, stays),
+                db.batch_execute("COMMIT"),
+            )
         };
         let result = match tokio::time::timeout(self.timeout, attempt).await {
-            Ok(Ok(outcomes)) => Together::Committed(outcomes),
-            Ok(Err(together)) => together,
             Err(_elapsed) => Together::Uncertain(anyhow::anyhow!("the group commit timed out")),
+            Ok((begun, booked, committed)) => match booked {
+                // Postgres refused the statement, so its transaction rolled back (the
+                // COMMIT answers ROLLBACK): a booking that does not fit, or a deadlock.
+                // Each runs on its own, which tells its own outcome.
+                Err(BookError::Postgres(error)) if error.as_db_error().is_some() => {
+                    tracing::debug!(%error, bookings = stays.len(), "a batch did not book whole; booking one by one");
+                    Together::OneByOne
+                }
+                Err(error) => Together::Uncertain(error.into()),
+                Ok(outcomes) => match begun.and(committed) {
+                    Ok(()) => Together::Committed(outcomes),
+                    Err(error) => Together::Uncertain(error.into()),
+                },
+            },
         };
         telemetry::observe_transaction("book", started);
         result

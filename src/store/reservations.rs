@@ -5,7 +5,7 @@ use std::time::Instant;
 use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::Row;
+use tokio_postgres::{Row, Statement};
 use uuid::Uuid;
 
 use super::page::{CursorKey, PageRequest};
@@ -61,11 +61,110 @@ pub fn from_row(row: &Row) -> Result<Reservation, tokio_postgres::Error> {
 const BOOK: &str = "SELECT outcome, total_cents, currency, restriction, restricted_night \
                     FROM book_stay($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
-/// Prepares the booking statement on a connection ahead of time. Preparing is a round trip
-/// and, outside a transaction block, a transaction of its own in Postgres' statistics;
+const BOOK_ALL: &str = "SELECT outcome, total_cents, currency \
+                        FROM book_stays($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+
+/// Prepares the booking statements on a connection ahead of time. Preparing is a round
+/// trip and, outside a transaction block, a transaction of its own in Postgres' statistics;
 /// done at start-up, the first rush on a fresh connection pays neither.
 pub async fn prepare(db: &impl GenericClient) -> Result<(), tokio_postgres::Error> {
-    db.prepare_cached(BOOK).await.map(drop)
+    db.prepare_cached(BOOK).await?;
+    db.prepare_cached(BOOK_ALL).await.map(drop)
+}
+
+/// The statement [`book_all`] runs, prepared (at start-up, by [`prepare`]).
+pub async fn book_all_statement(
+    db: &impl GenericClient,
+) -> Result<Statement, tokio_postgres::Error> {
+    db.prepare_cached(BOOK_ALL).await
+}
+
+/// Books a whole batch in one statement (`book_stays()`, as
+/// migrations/V13__book_stays.sql defines it): every booking is created or found already
+/// stored, each answered in the batch's order, or the statement fails and books none
+/// (one that does not fit raises; [`book`] then tells each booking's own outcome). An id
+/// twice in the batch is booked by the first and found stored by the second.
+///
+/// The request is sent the first time the future is polled, so a caller can pipeline it
+/// between a BEGIN and a COMMIT.
+pub async fn book_all(
+    db: &impl GenericClient,
+    statement: &Statement,
+    bookings: &[&NewReservation],
+) -> Result<Vec<Committed>, BookError> {
+    let mut ids = Vec::with_capacity(bookings.len());
+    let mut hotels = Vec::with_capacity(bookings.len());
+    let mut room_types = Vec::with_capacity(bookings.len());
+    let mut guests = Vec::with_capacity(bookings.len());
+    let mut check_ins = Vec::with_capacity(bookings.len());
+    let mut check_outs = Vec::with_capacity(bookings.len());
+    let mut rooms = Vec::with_capacity(bookings.len());
+    let mut created_ats = Vec::with_capacity(bookings.len());
+    let mut hold_expires_ats = Vec::with_capacity(bookings.len());
+    let mut hold_limits = Vec::with_capacity(bookings.len());
+    let mut overrides = Vec::with_capacity(bookings.len());
+    for booking in bookings {
+        let stay = &booking.stay;
+        ids.push(stay.reservation_id.as_uuid());
+        hotels.push(stay.hotel_id);
+        room_types.push(stay.room_type_id);
+        guests.push(booking.guest_id.as_str());
+        check_ins.push(stay.check_in);
+        check_outs.push(stay.check_out);
+        rooms.push(
+            i32::try_from(stay.rooms)
+                .map_err(|_| BookError::Outcome(format!("{} rooms", stay.rooms)))?,
+        );
+        created_ats.push(booking.created_at);
+        hold_expires_ats.push(booking.hold_expires_at);
+        hold_limits.push(hold_limit(booking));
+        overrides.push(booking.override_restrictions);
+    }
+    let rows = db
+        .query(
+            statement,
+            &[
+                &ids,
+                &hotels,
+                &room_types,
+                &guests,
+                &check_ins,
+                &check_outs,
+                &rooms,
+                &created_ats,
+                &hold_expires_ats,
+                &hold_limits,
+                &overrides,
+            ],
+        )
+        .await?;
+    if rows.len() != bookings.len() {
+        return Err(BookError::Outcome(format!(
+            "{} answers to {} bookings",
+            rows.len(),
+            bookings.len()
+        )));
+    }
+    bookings
+        .iter()
+        .zip(rows)
+        .map(|(booking, row)| match row.try_get::<_, &str>("outcome")? {
+            "created" => Ok(Committed::Created(Reservation::created(
+                booking,
+                row.try_get("total_cents")?,
+                row.try_get("currency")?,
+            ))),
+            "exists" => Ok(Committed::Exists),
+            other => Err(BookError::Outcome(other.to_owned())),
+        })
+        .collect()
+}
+
+/// The most pending reservations the booking's guest may hold, as the functions take it.
+fn hold_limit(booking: &NewReservation) -> Option<i32> {
+    booking
+        .hold_limit
+        .map(|holds| i32::try_from(holds).unwrap_or(i32::MAX))
 }
 
 /// Runs the booking transaction (`book_stay()`, as migrations/V8__stay_restrictions.sql defines
@@ -77,9 +176,7 @@ pub async fn book(
     let stay = &booking.stay;
     let rooms = i32::try_from(stay.rooms)
         .map_err(|_| BookError::Outcome(format!("{} rooms", stay.rooms)))?;
-    let hold_limit = booking
-        .hold_limit
-        .map(|holds| i32::try_from(holds).unwrap_or(i32::MAX));
+    let hold_limit = hold_limit(booking);
     let statement = db.prepare_cached(BOOK).await?;
     let result = db
         .query_one(

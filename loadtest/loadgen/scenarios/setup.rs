@@ -286,6 +286,23 @@ pub async fn create_spread(env: &Env, hotels: usize, conns: usize) -> anyhow::Re
                     10_000,
                 )
                 .await?;
+                // On an ordinary day the nights guests book are those they searched a
+                // moment before, so Redis holds them (see the README's demand-only Redis):
+                // the spread measures that steady state, not every night's first ask.
+                conn.expect(
+                    Method::POST,
+                    &format!("/v1/hotels/{hotel_id}/inventory/warm"),
+                    Some(&env.staff),
+                    Some(
+                        json!({
+                            "from": day(SPREAD_FIRST_NIGHT),
+                            "to": day(SPREAD_FIRST_NIGHT + SPREAD_NIGHTS),
+                        })
+                        .to_string(),
+                    ),
+                    200,
+                )
+                .await?;
                 made.push((hotel_id, room_types[0]));
             }
             anyhow::Ok(made)

@@ -198,6 +198,125 @@ async fn admitted_bookings_of_one_room_type_commit_as_a_group() {
     assert_eq!(app.count("reservations").await, 13);
 }
 
+/// A batch books whole, in one statement and one transaction, with its nights summed
+/// across the batch; when any booking of it does not fit, each runs on its own and gets
+/// its own outcome: a night that filled up within the batch, a restriction, a guest at the
+/// most holds allowed, a night not on sale, an id stored before.
+#[tokio::test]
+async fn a_batch_books_whole_or_each_booking_on_its_own() {
+    use innkeeper::booking::group_commit::GroupCommitter;
+    use innkeeper::booking::BookingError;
+    use innkeeper::domain::{NewReservation, Restriction};
+    use innkeeper::store::reservations::Committed;
+
+    let app = TestApp::spawn().await;
+    let (hotel, room_type) = app.hotel_with_inventory(1.0, 4, app.night(1), 6).await;
+    let committer = std::sync::Arc::new(GroupCommitter::new(
+        app.db.clone(),
+        std::time::Duration::from_secs(10),
+        None,
+    ));
+    let booking = |guest: &str, first: u64, last: u64| {
+        let mut booking = app.two_nights(hotel, room_type, guest);
+        booking.stay.check_in = app.night(first);
+        booking.stay.check_out = app.night(last);
+        booking
+    };
+    let client = app.db.get().await.unwrap();
+    let transactions = || async {
+        client
+            .query_one("SELECT count(DISTINCT xmin::text) FROM reservations", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    // On this single-threaded runtime every commit of a join_all is queued before the
+    // drainer first runs, so each join_all below is one batch.
+    let commit_all = |batch: Vec<NewReservation>| {
+        join_all(batch.into_iter().map(|booking| committer.commit(booking)))
+    };
+
+    let whole = commit_all((0..3).map(|n| booking(&format!("g{n}"), 1, 3)).collect()).await;
+    assert!(
+        whole.iter().all(|o| matches!(o, Ok(Committed::Created(_)))),
+        "{whole:?}"
+    );
+    assert_eq!(transactions().await, 1);
+    for night in 1..3 {
+        assert_eq!(
+            app.reserved_in_postgres(hotel, room_type, app.night(night))
+                .await,
+            3
+        );
+    }
+
+    // One room is left on nights 1 and 2: of two more, the batch cannot book both.
+    let both = commit_all(vec![booking("g3", 1, 3), booking("g4", 2, 3)]).await;
+    assert!(matches!(both[0], Ok(Committed::Created(_))), "{both:?}");
+    assert!(matches!(both[1], Ok(Committed::SoldOut)), "{both:?}");
+    assert_eq!(
+        app.reserved_in_postgres(hotel, room_type, app.night(2))
+            .await,
+        4
+    );
+
+    client
+        .execute(
+            "INSERT INTO room_type_restrictions (hotel_id, room_type_id, date, stop_sell) \
+             VALUES ($1, $2, $3, true)",
+            &[&hotel, &room_type, &app.night(6)],
+        )
+        .await
+        .unwrap();
+    let limited = |guest: &str| {
+        let mut booking = booking(guest, 3, 4);
+        booking.hold_limit = Some(1);
+        booking
+    };
+    let greedy = limited("greedy");
+    let held = committer.commit(greedy.clone()).await;
+    assert!(matches!(held, Ok(Committed::Created(_))), "{held:?}");
+    // Each batch pairs a booking that fits with one that does not: the first is created
+    // and the second gets its own outcome, from a transaction of its own.
+    type Check<'a> = &'a dyn Fn(&Result<Committed, BookingError>) -> bool;
+    let restricted = |outcome: &Result<Committed, BookingError>| {
+        matches!(
+            outcome,
+            Ok(Committed::Restricted { restriction: Restriction::StopSell, night })
+                if *night == app.night(6)
+        )
+    };
+    let pairs: [(NewReservation, Check); 3] = [
+        (limited("greedy"), &|o| {
+            matches!(o, Ok(Committed::HoldLimit))
+        }),
+        (booking("restricted", 6, 7), &restricted),
+        (booking("not on sale", 7, 8), &|o| {
+            matches!(o, Ok(Committed::SoldOut))
+        }),
+    ];
+    for (n, (unfit, expected)) in pairs.into_iter().enumerate() {
+        let before = transactions().await;
+        let pair = commit_all(vec![booking(&format!("fits{n}"), 3, 4), unfit]).await;
+        assert!(matches!(pair[0], Ok(Committed::Created(_))), "{pair:?}");
+        assert!(expected(&pair[1]), "{pair:?}");
+        assert_eq!(transactions().await, before + 1, "{pair:?}");
+    }
+    // An id stored before does not break the batch: it is found, the other booked, in one
+    // transaction.
+    let before = transactions().await;
+    let pair = commit_all(vec![booking("fits", 4, 5), greedy]).await;
+    assert!(matches!(pair[0], Ok(Committed::Created(_))), "{pair:?}");
+    assert!(matches!(pair[1], Ok(Committed::Exists)), "{pair:?}");
+    assert_eq!(transactions().await, before + 1);
+    assert_eq!(
+        app.reserved_in_postgres(hotel, room_type, app.night(3))
+            .await,
+        4
+    );
+    assert_eq!(app.count("reservations").await, 9);
+}
+
 /// `book_stay()` answering an outcome the code does not know (a migration and a binary
 /// out of step) is an error: answered 500, nothing booked, and in redis mode the
 /// deduction given back. Reading it as sold out would turn a guest away for nothing.
