@@ -226,6 +226,16 @@ pub struct Config {
     /// `INNKEEPER_ARCHIVE_RETENTION_DAYS`, default 30: how long after check-out a
     /// reservation stays in the hot table.
     pub archive_retention_days: u32,
+    /// `INNKEEPER_WEBHOOK_INTERVAL_MS`, default 250: how often each shard's webhook job
+    /// fans new events out and starts the deliveries that are due; 0 turns it off.
+    pub webhook_interval: Duration,
+    /// `INNKEEPER_WEBHOOK_RETRY_BASE_MS`, default 5000: the wait before a failed
+    /// delivery's first retry; each later one doubles it, up to an hour, for a day.
+    pub webhook_retry_base: Duration,
+    /// `INNKEEPER_PAYMENT_WEBHOOK_SECRET`, unset by default: the payment provider's
+    /// Standard Webhooks secret (`whsec_` and base64), which signs `POST
+    /// /v1/payments/events`. Unset, every payment event is refused 401.
+    pub payment_webhook_secret: Option<Secret>,
     /// `INNKEEPER_FAULT`, unset in production: `die_after_deduct` makes the process kill
     /// itself between a Redis deduction and its Postgres commit, `panic_in_group_commit`
     /// makes the first group-commit drainer panic; both for the fault tests.
@@ -263,6 +273,9 @@ impl Default for Config {
             sweep_interval: Duration::from_secs(5),
             archive_interval: Duration::from_secs(3600),
             archive_retention_days: 30,
+            webhook_interval: Duration::from_millis(250),
+            webhook_retry_base: Duration::from_millis(5000),
+            payment_webhook_secret: None,
             fault: None,
         }
     }
@@ -442,6 +455,22 @@ impl Config {
                 "INNKEEPER_ARCHIVE_RETENTION_DAYS",
                 defaults.archive_retention_days as usize,
             )? as u32,
+            webhook_interval: match get("INNKEEPER_WEBHOOK_INTERVAL_MS") {
+                None => defaults.webhook_interval,
+                Some(v) => v.parse::<u64>().map(Duration::from_millis).map_err(|_| {
+                    invalid(
+                        "INNKEEPER_WEBHOOK_INTERVAL_MS",
+                        &v,
+                        "a whole number of milliseconds (0 = off)",
+                    )
+                })?,
+            },
+            webhook_retry_base: Duration::from_millis(positive(
+                &get("INNKEEPER_WEBHOOK_RETRY_BASE_MS"),
+                "INNKEEPER_WEBHOOK_RETRY_BASE_MS",
+                defaults.webhook_retry_base.as_millis() as usize,
+            )? as u64),
+            payment_webhook_secret: get("INNKEEPER_PAYMENT_WEBHOOK_SECRET").map(Secret::new),
             fault: match get("INNKEEPER_FAULT").as_deref() {
                 None => None,
                 Some("die_after_deduct") => Some(Fault::DieAfterDeduct),
@@ -474,6 +503,14 @@ impl Config {
 
     /// Refuses combinations that would silently do something surprising.
     pub fn check(&self) -> Result<(), ConfigError> {
+        if let Some(secret) = &self.payment_webhook_secret {
+            if standardwebhooks::Webhook::new(secret.expose()).is_err() {
+                return Err(ConfigError {
+                    variable: "INNKEEPER_PAYMENT_WEBHOOK_SECRET",
+                    problem: "must be whsec_ followed by base64".into(),
+                });
+            }
+        }
         if let Some(secret) = &self.jwt_secret {
             if secret.expose().len() < MIN_SECRET_BYTES {
                 return Err(ConfigError {

@@ -80,7 +80,7 @@ impl Booker {
 
     /// The shard that holds `reservation_id`, if any can: with split shards, the one of
     /// the hotel the directory names.
-    async fn shard_of_reservation(
+    pub(super) async fn shard_of_reservation(
         &self,
         reservation_id: ReservationId,
     ) -> Result<Option<&Shard>, BookingError> {

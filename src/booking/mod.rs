@@ -10,6 +10,8 @@
 //!   committed to Postgres and then refreshed in Redis.
 //! - [`health`]: whether each store answers, and how its connections stand.
 //! - [`directory`]: what the booking path must know of a hotel, kept in memory briefly.
+//! - [`webhooks`]: staff's webhook endpoints and their deliveries, and the payment
+//!   provider's events.
 //!
 //! Every call answers in [`BookingError`], which `http` turns into problem+json.
 
@@ -22,6 +24,7 @@ pub mod group_commit;
 pub mod health;
 mod ids;
 mod lifecycle;
+pub mod webhooks;
 
 pub use error::BookingError;
 pub use flow::Outcome;

@@ -5,6 +5,7 @@
 //!
 //! The bottom layer: it imports no other module of the crate.
 
+mod events;
 mod hotel;
 mod night;
 mod principal;
@@ -13,6 +14,7 @@ mod reservation;
 mod restrictions;
 mod stay;
 
+pub use events::{EventType, Payment, PaymentEventType, PaymentStatus, WebhookUrl};
 pub use hotel::{CurrencyCode, HotelTimezone};
 pub use night::{InventoryDay, Night, NightRestrictions};
 pub use principal::{Principal, Role};

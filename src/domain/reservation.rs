@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::Payment;
+
 /// The id of a reservation. The client makes it up, and it is the booking's idempotency
 /// key: the same id and body, sent again, never books twice.
 #[derive(
@@ -166,6 +168,7 @@ pub struct Reservation {
     pub hold_expires_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub payment: Payment,
 }
 
 impl Reservation {
@@ -180,6 +183,7 @@ impl Reservation {
             hold_expires_at: booking.hold_expires_at,
             created_at: booking.created_at,
             updated_at: booking.created_at,
+            payment: Payment::unpaid(),
         }
     }
 

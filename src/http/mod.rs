@@ -18,6 +18,7 @@ mod room_types;
 mod rooms;
 mod server;
 pub mod tracking;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,6 +79,7 @@ pub struct AppState {
         (name = "inventory", description = "Rooms and rates per night"),
         (name = "reservations", description = "Availability, booking and the reservation lifecycle"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
+        (name = "webhooks", description = "Booking events to other systems, and payments from the provider"),
         (name = "admin", description = "Staff-only operations"),
     )
 )]
@@ -113,6 +115,7 @@ fn routes(metrics_apart: bool) -> (Router<AppState>, Router<AppState>, utoipa::o
         .merge(restrictions::router())
         .merge(availability::router())
         .merge(reservations::router())
+        .merge(webhooks::router())
         .merge(admin::router())
         .split_for_parts();
     problems::complete(&mut document, true);

@@ -9,6 +9,7 @@ use std::time::Instant;
 use chrono::Days;
 
 use crate::clock::Clock;
+use crate::store::reservations::COLUMNS;
 use crate::store::{Shard, Shards};
 
 /// Reservations moved per statement, so one run never holds long locks.
@@ -60,13 +61,17 @@ impl Archiver {
         let db = shard.pool.get().await?;
         let mut report = ArchiveReport::default();
         let started = Instant::now();
-        let archive = "WITH moved AS ( \
-                           DELETE FROM reservations WHERE reservation_id IN ( \
-                               SELECT reservation_id FROM reservations WHERE check_out < $1 \
-                               LIMIT $2 FOR UPDATE SKIP LOCKED) \
-                           RETURNING *) \
-                       INSERT INTO reservations_archive SELECT moved.*, $3 FROM moved";
-        let statement = db.prepare_cached(archive).await?;
+        // Columns by name: the two tables gained columns in different orders.
+        let archive = format!(
+            "WITH moved AS ( \
+                 DELETE FROM reservations WHERE reservation_id IN ( \
+                     SELECT reservation_id FROM reservations WHERE check_out < $1 \
+                     LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                 RETURNING {COLUMNS}) \
+             INSERT INTO reservations_archive ({COLUMNS}, archived_at) \
+             SELECT {COLUMNS}, $3 FROM moved"
+        );
+        let statement = db.prepare_cached(&archive).await?;
         loop {
             let moved = db.execute(&statement, &[&cutoff, &BATCH, &now]).await?;
             report.reservations_archived += moved;

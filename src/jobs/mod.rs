@@ -1,5 +1,5 @@
-//! Background jobs that keep the cache honest and Postgres small: the reconciler, the hold
-//! sweeper and the archiver. Each is a `run_once` step that tests drive one at a time,
+//! Background jobs that keep the cache honest and Postgres small, and tell other systems
+//! what happened: the reconciler, the hold sweeper, the archiver and the webhook job. Each is a `run_once` step that tests drive one at a time,
 //! looped by [`run_until_stopped`] at its configured interval.
 //!
 //! However many instances serve, each job runs once per shard: on the instance holding
@@ -19,6 +19,7 @@
 pub mod archiver;
 pub mod reconciler;
 pub mod sweeper;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -33,16 +34,18 @@ use crate::telemetry::metrics::RECONCILER_INTERVAL;
 pub use archiver::Archiver;
 pub use reconciler::{ReconcileReport, ReconcileSchedule, Reconciler};
 pub use sweeper::Sweeper;
+pub use webhooks::Deliverer;
 
 /// How much later than its interval a holder's renewal may come before its lease lapses.
 pub const LEASE_GRACE: Duration = Duration::from_secs(5);
 
-/// The three jobs of one process.
+/// The jobs of one process.
 #[derive(Clone)]
 pub struct Jobs {
     pub reconciler: Reconciler,
     pub sweeper: Sweeper,
     pub archiver: Archiver,
+    pub webhooks: Deliverer,
     pub leases: Leases,
 }
 
@@ -110,20 +113,35 @@ where
         .sum()
 }
 
+/// How often each job steps; zero turns one off.
+#[derive(Debug, Clone, Copy)]
+pub struct Intervals {
+    pub reconcile: Duration,
+    pub sweep: Duration,
+    pub archive: Duration,
+    pub webhooks: Duration,
+}
+
 /// Runs every job on every shard at its interval until the returned future is dropped; it
 /// never completes on its own, even with every job off, so a caller may `select!` on it
 /// beside the server. A zero interval turns a job off. A failed step is logged and retried
 /// at the next tick: the jobs repair drift, so skipping one round only delays a repair.
-pub async fn run_until_stopped(
-    jobs: Jobs,
-    reconcile: Duration,
-    sweep: Duration,
-    archive: Duration,
-) {
+pub async fn run_until_stopped(jobs: Jobs, intervals: Intervals) {
+    let Intervals {
+        reconcile,
+        sweep,
+        archive,
+        webhooks,
+    } = intervals;
     metrics::gauge!(RECONCILER_INTERVAL).set(reconcile.as_secs_f64());
     let leases = &jobs.leases;
     let on_shard = |shard: &Shard| {
-        let (reconciler, sweeper, archiver) = (&jobs.reconciler, &jobs.sweeper, &jobs.archiver);
+        let (reconciler, sweeper, archiver, deliverer) = (
+            &jobs.reconciler,
+            &jobs.sweeper,
+            &jobs.archiver,
+            &jobs.webhooks,
+        );
         let shard = shard.clone();
         async move {
             tokio::join!(
@@ -135,6 +153,9 @@ pub async fn run_until_stopped(
                 }),
                 every(leases, &shard, archive, "archiver", || async {
                     archiver.run_on(&shard).await.map(|_| ())
+                }),
+                every(leases, &shard, webhooks, "webhooks", || async {
+                    deliverer.run_on(&shard).await.map(|_| ())
                 }),
             );
         }

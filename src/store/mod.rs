@@ -9,11 +9,13 @@ pub mod inventory;
 pub mod journal;
 pub mod leases;
 pub mod page;
+pub mod payments;
 pub mod reservations;
 pub mod restrictions;
 pub mod room_types;
 pub mod rooms;
 pub mod shards;
+pub mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -25,7 +27,9 @@ use tokio_postgres::types::{FromSql, Type};
 use crate::config::Config;
 pub use shards::{Shard, Shards};
 
-use crate::domain::{CurrencyCode, HotelTimezone, OverbookingRatio, ReservationStatus};
+use crate::domain::{
+    CurrencyCode, HotelTimezone, OverbookingRatio, PaymentStatus, ReservationStatus,
+};
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -141,6 +145,12 @@ impl TextColumn for HotelTimezone {
 impl TextColumn for CurrencyCode {
     fn parse_column(text: &str) -> Result<Self, ConversionError> {
         Ok(CurrencyCode::parse(text)?)
+    }
+}
+
+impl TextColumn for PaymentStatus {
+    fn parse_column(text: &str) -> Result<Self, ConversionError> {
+        Ok(text.parse()?)
     }
 }
 

@@ -10,7 +10,9 @@ use uuid::Uuid;
 
 use super::page::{CursorKey, PageRequest};
 use super::Column;
-use crate::domain::{Ending, NewReservation, Reservation, ReservationId, Restriction, Stay};
+use crate::domain::{
+    Ending, NewReservation, Payment, Reservation, ReservationId, Restriction, Stay,
+};
 use crate::telemetry;
 
 /// How the booking transaction ended.
@@ -55,6 +57,12 @@ pub fn from_row(row: &Row) -> Result<Reservation, tokio_postgres::Error> {
         hold_expires_at: row.try_get("hold_expires_at")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        payment: Payment {
+            status: row.try_get::<_, Column<_>>("payment_status")?.0,
+            payment_id: row.try_get("payment_id")?,
+            amount_cents: row.try_get("paid_cents")?,
+            refunded_cents: row.try_get("refunded_cents")?,
+        },
     })
 }
 
@@ -268,8 +276,11 @@ impl BookError {
     }
 }
 
-const COLUMNS: &str = "reservation_id, hotel_id, room_type_id, guest_id, check_in, check_out, \
-                       rooms, status, total_cents, currency, hold_expires_at, created_at, updated_at";
+/// Every column of `reservations` (and, `archived_at` aside, of `reservations_archive`).
+pub const COLUMNS: &str = "reservation_id, hotel_id, room_type_id, guest_id, check_in, \
+                           check_out, rooms, status, total_cents, currency, hold_expires_at, \
+                           created_at, updated_at, payment_status, payment_id, paid_cents, \
+                           refunded_cents";
 
 pub async fn get(
     db: &impl GenericClient,

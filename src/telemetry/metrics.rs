@@ -81,6 +81,28 @@ pub const RECONCILER_INTERVAL: &str = "innkeeper_reconciler_interval_seconds";
 pub const RECONCILER_ROUND_PROGRESS: &str = "innkeeper_reconciler_round_progress_ratio";
 pub const CACHE_KEYS: &str = "innkeeper_cache_keys";
 pub const HOLDS_EXPIRED: &str = "innkeeper_holds_expired_total";
+/// By `outcome`: `succeeded`, or `failed` once a delivery's retry window is over.
+pub const WEBHOOK_DELIVERIES: &str = "innkeeper_webhook_deliveries_total";
+/// By `result`: `ok` (a 2xx), `rejected` (another status), `unreachable` (no answer).
+pub const WEBHOOK_ATTEMPTS: &str = "innkeeper_webhook_attempts_total";
+/// By `shard`.
+pub const WEBHOOK_OLDEST_UNDELIVERED: &str = "innkeeper_webhook_oldest_undelivered_seconds";
+/// By `outcome`, as `apply_payment()` answers.
+pub const PAYMENT_EVENTS: &str = "innkeeper_payment_events_total";
+
+/// Every `outcome` of [`PAYMENT_EVENTS`]: those of `apply_payment()`, and `bad_signature`.
+pub const PAYMENT_OUTCOMES: [&str; 10] = [
+    "duplicate",
+    "unknown_reservation",
+    "confirmed",
+    "mismatched",
+    "refund_requested",
+    "already_paid",
+    "failed",
+    "refunded",
+    "ignored",
+    "bad_signature",
+];
 
 /// Every `outcome` of [`RESERVATIONS`]. A client's mistake (an unknown hotel, an invalid
 /// stay) and a store out of reach each have their own, so a dashboard of failures shows
@@ -249,6 +271,33 @@ pub fn register_metrics(api: &utoipa::openapi::OpenApi) {
         "Pending reservations expired by the hold sweeper, their nights given back"
     );
     metrics::counter!(HOLDS_EXPIRED).increment(0);
+    describe_counter!(
+        WEBHOOK_DELIVERIES,
+        "Webhook deliveries finished: succeeded (a 2xx), or failed after their retry window"
+    );
+    for outcome in ["succeeded", "failed"] {
+        metrics::counter!(WEBHOOK_DELIVERIES, "outcome" => outcome).increment(0);
+    }
+    describe_counter!(
+        WEBHOOK_ATTEMPTS,
+        "Webhook delivery attempts: ok (2xx), rejected (another status), unreachable (no answer in time)"
+    );
+    for result in ["ok", "rejected", "unreachable"] {
+        metrics::counter!(WEBHOOK_ATTEMPTS, "result" => result).increment(0);
+    }
+    describe_gauge!(
+        WEBHOOK_OLDEST_UNDELIVERED,
+        Unit::Seconds,
+        "Age of the oldest event not yet delivered to every endpoint that wants it, at the webhook job's last step; 0 when none"
+    );
+    metrics::gauge!(WEBHOOK_OLDEST_UNDELIVERED, "shard" => "1").increment(0.0);
+    describe_counter!(
+        PAYMENT_EVENTS,
+        "Payment provider events received, by what they did"
+    );
+    for outcome in PAYMENT_OUTCOMES {
+        metrics::counter!(PAYMENT_EVENTS, "outcome" => outcome).increment(0);
+    }
 
     describe_counter!(
         COMPENSATIONS,

@@ -35,6 +35,11 @@ impl Servers {
         self.postgres.url()
     }
 
+    /// The Redis innkeeper uses on these servers.
+    pub fn redis_url(&self) -> String {
+        self.redis.url()
+    }
+
     pub fn start(name: &str) -> Self {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("fault-{name}-{}", Uuid::new_v4().simple()));

@@ -245,6 +245,7 @@ impl TestApp {
         for job in ["RECONCILE", "SWEEP", "ARCHIVE"] {
             vars.insert(format!("INNKEEPER_{job}_INTERVAL_SECS"), "0".into());
         }
+        vars.insert("INNKEEPER_WEBHOOK_INTERVAL_MS".into(), "0".into());
         // Most tests book many stays as one guest; the tests of fair holds set the limit.
         vars.insert("INNKEEPER_MAX_LIVE_HOLDS".into(), "0".into());
         for (name, value) in &options.env {

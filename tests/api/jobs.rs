@@ -686,6 +686,7 @@ async fn each_job_runs_on_one_instance_and_moves_when_it_dies() {
         ("INNKEEPER_RECONCILE_INTERVAL_SECS", "1"),
         ("INNKEEPER_SWEEP_INTERVAL_SECS", "1"),
         ("INNKEEPER_ARCHIVE_INTERVAL_SECS", "1"),
+        ("INNKEEPER_WEBHOOK_INTERVAL_MS", "1000"),
     ];
     let prefix = format!("test:{}:", Uuid::new_v4().simple());
     let mut instances = [
@@ -696,7 +697,7 @@ async fn each_job_runs_on_one_instance_and_moves_when_it_dies() {
     let started = std::time::Instant::now();
     let holders = loop {
         let holders = lease_holders(&database_url).await;
-        if holders.len() == 3 {
+        if holders.len() == 4 {
             break holders;
         }
         assert!(started.elapsed().as_secs() < 30, "leases: {holders:?}");
@@ -729,7 +730,7 @@ async fn each_job_runs_on_one_instance_and_moves_when_it_dies() {
     let killed = std::time::Instant::now();
     wait_until("the jobs never moved", SECONDS_30 * 2, || async {
         let holders = lease_holders(&database_url).await;
-        holders.len() == 3 && holders.iter().all(|(_, pid)| *pid == pids[other])
+        holders.len() == 4 && holders.iter().all(|(_, pid)| *pid == pids[other])
     })
     .await;
     // The last renewal came at most one interval before the kill, and the lease lasts two

@@ -18,3 +18,4 @@ mod ops;
 mod reservations;
 mod restrictions;
 mod shards;
+mod webhooks;

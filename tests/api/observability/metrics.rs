@@ -111,6 +111,27 @@ async fn every_series_exists_from_startup() {
     for result in ["ok", "failed"] {
         expect("innkeeper_compensations_total", &[("result", result)]);
     }
+    for outcome in ["succeeded", "failed"] {
+        expect(
+            "innkeeper_webhook_deliveries_total",
+            &[("outcome", outcome)],
+        );
+    }
+    for result in ["ok", "rejected", "unreachable"] {
+        expect("innkeeper_webhook_attempts_total", &[("result", result)]);
+    }
+    expect(
+        "innkeeper_webhook_oldest_undelivered_seconds",
+        &[("shard", "1")],
+    );
+    for outcome in [
+        "confirmed",
+        "refund_requested",
+        "duplicate",
+        "bad_signature",
+    ] {
+        expect("innkeeper_payment_events_total", &[("outcome", outcome)]);
+    }
     assert!(missing.is_empty(), "missing at startup: {missing:#?}");
     // Sampled at the scrape: this app's Postgres pool (8 in tests) and both backends.
     assert_eq!(

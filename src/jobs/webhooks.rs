@@ -1,0 +1,410 @@
+//! The webhook job: on each shard, fans the outbox's new events out to the endpoints that
+//! want them, and sends each delivery that is due, signed the Standard Webhooks way.
+//!
+//! - **At least once.** A delivery stays pending until its endpoint answers 2xx. Anything
+//!   else, or no answer within [`ATTEMPT_TIMEOUT`], is tried again after an exponential
+//!   backoff with jitter, until its retry window (a day) is over; then it is failed, and
+//!   staff may send it again. A crash only delays it: picking a delivery claims it for
+//!   [`CLAIM`], after which it is due again.
+//! - **In order per reservation.** A delivery is picked only when no earlier event of its
+//!   reservation is still pending for that endpoint (or still to be fanned out), so a
+//!   receiver never hears `confirmed` before `created`.
+//! - **A slow endpoint delays only itself.** Each endpoint has [`PER_ENDPOINT`]
+//!   connections, and a step picks no more for it than its queue has room for (one
+//!   connection's worth once an attempt failed); attempts run in tasks of their own, so a
+//!   step never waits for an answer, and keeps picking for a second while endpoints have a
+//!   backlog. The booking path only ever writes the outbox row, in its own transaction.
+//! - **Once per shard.** The step runs on the instance holding the shard's `webhooks`
+//!   lease (see `jobs`); two overlapping steps cannot pick the same delivery (its row is
+//!   locked and claimed) or fan an event out twice (a delivery is unique per endpoint and
+//!   event).
+//!
+//! The signed body is `{id, type, created_at, data}` (plus `refund` for
+//! `refund.requested`), rendered from the event row, so every attempt sends the same bytes
+//! under the same `webhook-id` (the event's id).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use serde::Serialize;
+use tokio::sync::{Notify, Semaphore};
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::domain::Reservation;
+use crate::store::webhooks::{self, Attempt, DeliveryStatus, Due, SigningEndpoint};
+use crate::store::{Shard, Shards};
+use crate::telemetry::metrics::{WEBHOOK_ATTEMPTS, WEBHOOK_DELIVERIES, WEBHOOK_OLDEST_UNDELIVERED};
+
+/// How long an endpoint has to answer an attempt.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections to one endpoint at once, from one instance and shard.
+pub const PER_ENDPOINT: usize = 8;
+
+/// Deliveries picked for one endpoint and not yet answered, at most: enough to keep its
+/// connections busy between steps. An endpoint whose last attempt failed gets only as
+/// many as it has connections, so a dead one holds few deliveries.
+const QUEUE: usize = 256;
+
+/// How long a picked delivery is claimed: long enough for every delivery queued before it
+/// to time out on its endpoint's connections, so only a crash lets one be picked again
+/// (then it is sent again after this much).
+const CLAIM: Duration =
+    Duration::from_secs(ATTEMPT_TIMEOUT.as_secs() * (QUEUE / PER_ENDPOINT) as u64 + 20);
+
+/// How long one step keeps picking while endpoints have a backlog.
+const STEP_BUDGET: Duration = Duration::from_secs(1);
+
+/// Longest wait between two attempts of a delivery.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// Events fanned out per statement.
+const FAN_OUT_BATCH: i64 = 1000;
+
+/// How long delivered events and their deliveries stay listable.
+const RETENTION: chrono::Duration = chrono::Duration::days(7);
+
+#[derive(Clone)]
+pub struct Deliverer {
+    shards: Shards,
+    clock: Arc<dyn Clock>,
+    client: reqwest::Client,
+    /// The wait before the first retry; each later one doubles it, up to an hour.
+    retry_base: Duration,
+    /// Per endpoint: its connections and what is queued for them.
+    lanes: Arc<Mutex<HashMap<Uuid, Arc<Lane>>>>,
+    /// Wakes a step waiting for room when an attempt ends.
+    answered: Arc<Notify>,
+}
+
+/// One endpoint's deliveries in flight from this process.
+struct Lane {
+    connections: Arc<Semaphore>,
+    /// Picked and not yet recorded.
+    queued: AtomicUsize,
+    /// Whether its last attempt succeeded.
+    healthy: AtomicBool,
+}
+
+impl Lane {
+    fn new() -> Self {
+        Self {
+            connections: Arc::new(Semaphore::new(PER_ENDPOINT)),
+            queued: AtomicUsize::new(0),
+            healthy: AtomicBool::new(true),
+        }
+    }
+
+    /// How many more deliveries it may take now.
+    fn room(&self) -> usize {
+        let most = if self.healthy.load(Ordering::Relaxed) {
+            QUEUE
+        } else {
+            PER_ENDPOINT
+        };
+        most.saturating_sub(self.queued.load(Ordering::Relaxed))
+    }
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StepReport {
+    pub events_fanned_out: u64,
+    pub attempts_started: u64,
+}
+
+impl std::iter::Sum for StepReport {
+    fn sum<I: Iterator<Item = Self>>(reports: I) -> Self {
+        reports.fold(Self::default(), |total, report| Self {
+            events_fanned_out: total.events_fanned_out + report.events_fanned_out,
+            attempts_started: total.attempts_started + report.attempts_started,
+        })
+    }
+}
+
+/// The body every attempt of a delivery sends.
+#[derive(Serialize)]
+struct Body<'a> {
+    id: Uuid,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    created_at: DateTime<Utc>,
+    data: Reservation,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refund: Option<&'a serde_json::Value>,
+}
+
+impl Deliverer {
+    pub fn new(
+        shards: Shards,
+        clock: Arc<dyn Clock>,
+        retry_base: Duration,
+    ) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .timeout(ATTEMPT_TIMEOUT)
+            .connect_timeout(ATTEMPT_TIMEOUT)
+            // A redirect could lead a signed body somewhere its endpoint never named.
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(PER_ENDPOINT)
+            .user_agent(concat!("innkeeper-webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            shards,
+            clock,
+            client,
+            retry_base,
+            lanes: Arc::new(Mutex::new(HashMap::new())),
+            answered: Arc::new(Notify::new()),
+        })
+    }
+
+    /// One step on every shard; waits for the attempts it started (tests).
+    pub async fn run_once(&self) -> anyhow::Result<StepReport> {
+        let report = self.start_once().await?;
+        self.settled().await;
+        Ok(report)
+    }
+
+    /// One step on every shard, leaving its attempts running.
+    pub async fn start_once(&self) -> anyhow::Result<StepReport> {
+        super::on_every_shard(&self.shards, |shard| self.run_on(shard)).await
+    }
+
+    /// Waits until no attempt of this process is in flight.
+    pub async fn settled(&self) {
+        loop {
+            let busy = self
+                .lock()
+                .values()
+                .any(|lane| lane.queued.load(Ordering::Relaxed) > 0);
+            if !busy {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Arc<Lane>>> {
+        self.lanes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Fans out what is new and starts the attempts that are due, again while endpoints
+    /// have a backlog (within [`STEP_BUDGET`]); then fails what was meant for deleted
+    /// endpoints and reports how old the oldest undelivered event is.
+    pub async fn run_on(&self, shard: &Shard) -> anyhow::Result<StepReport> {
+        let endpoints = webhooks::signing_endpoints(&self.shards.catalog().get().await?).await?;
+        let live: Vec<Uuid> = endpoints.iter().map(|e| e.endpoint.id).collect();
+        let lanes: Vec<Arc<Lane>> = {
+            let mut lanes = self.lock();
+            lanes.retain(|id, lane| live.contains(id) || lane.queued.load(Ordering::Relaxed) > 0);
+            live.iter()
+                .map(|id| {
+                    lanes
+                        .entry(*id)
+                        .or_insert_with(|| Arc::new(Lane::new()))
+                        .clone()
+                })
+                .collect()
+        };
+        let mut db = shard.pool.get().await?;
+        let mut report = StepReport::default();
+        let started = std::time::Instant::now();
+        loop {
+            let now = self.clock.now();
+            loop {
+                let fanned = webhooks::fan_out(
+                    &mut db,
+                    &endpoints,
+                    now,
+                    webhooks::RETRY_WINDOW,
+                    FAN_OUT_BATCH,
+                )
+                .await?;
+                report.events_fanned_out += fanned.events;
+                if fanned.events < FAN_OUT_BATCH as u64 {
+                    break;
+                }
+            }
+            let (with_room, room): (Vec<usize>, Vec<i64>) = lanes
+                .iter()
+                .enumerate()
+                .map(|(index, lane)| (index, lane.room() as i64))
+                .filter(|(_, room)| *room > 0)
+                .unzip();
+            if with_room.is_empty() {
+                break;
+            }
+            let ids: Vec<Uuid> = with_room.iter().map(|index| live[*index]).collect();
+            let claim_until = now + chrono::Duration::from_std(CLAIM)?;
+            let due = webhooks::pick_due(&db, &ids, &room, now, claim_until).await?;
+            let mut backlog = false;
+            for (index, room) in with_room.iter().zip(&room) {
+                let picked = due
+                    .iter()
+                    .filter(|delivery| delivery.endpoint_id == live[*index])
+                    .count();
+                backlog |= picked as i64 == *room;
+            }
+            for delivery in due {
+                let Some(index) = live.iter().position(|id| *id == delivery.endpoint_id) else {
+                    continue;
+                };
+                let lane = lanes[index].clone();
+                lane.queued.fetch_add(1, Ordering::Relaxed);
+                let deliverer = self.clone();
+                let endpoint = endpoints[index].clone();
+                let pool = shard.pool.clone();
+                tokio::spawn(async move {
+                    // Closed never: the semaphore lives as long as its lane.
+                    let connection = lane.connections.clone().acquire_owned().await;
+                    let ok = deliverer.attempt(&pool, &endpoint, delivery).await;
+                    drop(connection);
+                    lane.healthy.store(ok, Ordering::Relaxed);
+                    lane.queued.fetch_sub(1, Ordering::Relaxed);
+                    deliverer.answered.notify_waiters();
+                });
+                report.attempts_started += 1;
+            }
+            if !backlog || started.elapsed() >= STEP_BUDGET {
+                break;
+            }
+            // Room frees as answers come; new events arrive meanwhile too.
+            let _ = tokio::time::timeout(Duration::from_millis(50), self.answered.notified()).await;
+        }
+
+        let now = self.clock.now();
+        let orphaned = webhooks::fail_orphans(&db, &live, now).await?;
+        ::metrics::counter!(WEBHOOK_DELIVERIES, "outcome" => "failed").increment(orphaned);
+        let oldest = webhooks::oldest_undelivered(&db).await?;
+        let age = oldest.map_or(0.0, |at| {
+            (now - at).num_milliseconds().max(0) as f64 / 1000.0
+        });
+        ::metrics::gauge!(WEBHOOK_OLDEST_UNDELIVERED, "shard" => (shard.index + 1).to_string())
+            .set(age);
+        webhooks::prune(&db, now - RETENTION).await?;
+        Ok(report)
+    }
+
+    /// Sends one delivery and records how it went.
+    /// Whether the endpoint acknowledged it.
+    async fn attempt(
+        &self,
+        pool: &deadpool_postgres::Pool,
+        endpoint: &SigningEndpoint,
+        due: Due,
+    ) -> bool {
+        let outcome = match self.send(endpoint, &due).await {
+            Ok(status) if status.is_success() => Attempt {
+                status_code: Some(status.as_u16()),
+                error: None,
+                succeeded: true,
+            },
+            Ok(status) => Attempt {
+                status_code: Some(status.as_u16()),
+                error: Some(format!("the endpoint answered {status}")),
+                succeeded: false,
+            },
+            Err(error) => Attempt {
+                status_code: None,
+                error: Some(error),
+                succeeded: false,
+            },
+        };
+        let result = match (outcome.succeeded, outcome.status_code) {
+            (true, _) => "ok",
+            (false, Some(_)) => "rejected",
+            (false, None) => "unreachable",
+        };
+        ::metrics::counter!(WEBHOOK_ATTEMPTS, "result" => result).increment(1);
+        let now = self.clock.now();
+        let retry_at = now + self.backoff(due.attempts + 1);
+        let recorded = async {
+            let db = pool.get().await?;
+            anyhow::Ok(
+                webhooks::record_attempt(&db, due.delivery_id, &outcome, now, retry_at).await?,
+            )
+        };
+        match recorded.await {
+            Ok(Some(DeliveryStatus::Succeeded)) => {
+                ::metrics::counter!(WEBHOOK_DELIVERIES, "outcome" => "succeeded").increment(1);
+            }
+            Ok(Some(DeliveryStatus::Failed)) => {
+                tracing::warn!(delivery = %due.delivery_id, endpoint = %due.endpoint_id, "a webhook delivery failed for good; staff may retry it");
+                ::metrics::counter!(WEBHOOK_DELIVERIES, "outcome" => "failed").increment(1);
+            }
+            Ok(_) => {}
+            // Its claim lapses and it is sent again: at least once.
+            Err(error) => {
+                tracing::warn!(delivery = %due.delivery_id, error = format!("{error:#}"), "could not record a webhook attempt")
+            }
+        }
+        outcome.succeeded
+    }
+
+    /// Posts the delivery's signed body; the status of the answer, or why none came.
+    async fn send(
+        &self,
+        endpoint: &SigningEndpoint,
+        due: &Due,
+    ) -> Result<reqwest::StatusCode, String> {
+        let data = webhooks::reservation_of(&due.data)
+            .map_err(|error| format!("the event's reservation is unreadable: {error}"))?;
+        let body = serde_json::to_vec(&Body {
+            id: due.event_id,
+            kind: &due.event_type,
+            created_at: due.event_created_at,
+            data,
+            refund: due.refund.as_ref(),
+        })
+        .map_err(|error| error.to_string())?;
+        let id = due.event_id.to_string();
+        // The wall clock, not the service's: receivers check it against theirs.
+        let timestamp = Utc::now().timestamp();
+        let signature = standardwebhooks::Webhook::new(endpoint.secret.expose())
+            .and_then(|signer| signer.sign(&id, timestamp, &body))
+            .map_err(|_| "the endpoint's secret cannot sign".to_owned())?;
+        let answer = self
+            .client
+            .post(&endpoint.endpoint.url)
+            .header("content-type", "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(body)
+            .send()
+            .await
+            .map_err(|error| describe(&error))?;
+        Ok(answer.status())
+    }
+
+    /// The wait after `attempts` failed attempts: the base doubled each time, at most an
+    /// hour, spread by ±50% so that a receiver back from an outage is not hit by every
+    /// retry at once.
+    fn backoff(&self, attempts: i32) -> chrono::Duration {
+        let doublings = attempts.clamp(1, 30) as u32 - 1;
+        let wait = self
+            .retry_base
+            .saturating_mul(2u32.saturating_pow(doublings))
+            .min(MAX_BACKOFF);
+        let spread = rand::thread_rng().gen_range(0.5..1.5);
+        chrono::Duration::from_std(wait.mul_f64(spread)).unwrap_or(chrono::Duration::hours(1))
+    }
+}
+
+/// Why an attempt got no answer, in words that name no internals of ours.
+fn describe(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        format!("no answer within {}s", ATTEMPT_TIMEOUT.as_secs())
+    } else if error.is_connect() {
+        "could not connect".into()
+    } else {
+        "the request failed".into()
+    }
+}

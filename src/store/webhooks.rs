@@ -1,0 +1,639 @@
+//! Webhook endpoints (in the catalog), and on each shard the outbox of events and their
+//! deliveries (see migrations/V14__events_and_payments.sql and `jobs::webhooks`).
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Row;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::page::{CursorKey, PageRequest};
+use crate::config::Secret;
+use crate::domain::{
+    EventType, Payment, PaymentStatus, Reservation, ReservationId, ReservationStatus, Stay,
+};
+
+/// A webhook endpoint as staff see it: never its secret, which is shown once, when made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Endpoint {
+    pub id: Uuid,
+    pub url: String,
+    /// The event types it receives; all of them when it subscribed to none in particular.
+    pub event_types: Vec<EventType>,
+    /// Only this hotel's events; every hotel's when null.
+    pub hotel_id: Option<i64>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An endpoint with the secret its deliveries are signed with.
+#[derive(Debug, Clone)]
+pub struct SigningEndpoint {
+    pub endpoint: Endpoint,
+    pub secret: Secret,
+}
+
+impl SigningEndpoint {
+    /// Whether an event of `kind` at `hotel_id` goes to this endpoint.
+    pub fn wants(&self, kind: EventType, hotel_id: i64) -> bool {
+        let endpoint = &self.endpoint;
+        (endpoint.event_types.is_empty() || endpoint.event_types.contains(&kind))
+            && endpoint.hotel_id.is_none_or(|hotel| hotel == hotel_id)
+    }
+}
+
+/// The key endpoint and delivery lists run by: oldest first, ties broken by id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CreatedKey {
+    pub created_at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+impl CursorKey for CreatedKey {
+    fn to_cursor_text(&self) -> String {
+        format!("{}|{}", self.created_at.timestamp_micros(), self.id)
+    }
+
+    fn from_cursor_text(text: &str) -> Option<Self> {
+        let (micros, id) = text.split_once('|')?;
+        Some(Self {
+            created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            id: id.parse().ok()?,
+        })
+    }
+}
+
+/// How long a delivery is retried before it is marked failed, from its event's fan-out
+/// (or from a staff retry): at least a day, as receivers are promised.
+pub const RETRY_WINDOW: chrono::Duration = chrono::Duration::hours(24);
+
+const ENDPOINT_COLUMNS: &str = "endpoint_id, url, event_types, hotel_id, secret, created_at";
+
+fn endpoint_from_row(row: &Row) -> Result<SigningEndpoint, tokio_postgres::Error> {
+    let types: Vec<String> = row.try_get("event_types")?;
+    Ok(SigningEndpoint {
+        endpoint: Endpoint {
+            id: row.try_get("endpoint_id")?,
+            url: row.try_get("url")?,
+            // Written only from parsed types; one this binary does not know (a newer
+            // version's) is not this version's to deliver.
+            event_types: types.iter().filter_map(|kind| kind.parse().ok()).collect(),
+            hotel_id: row.try_get("hotel_id")?,
+            created_at: row.try_get("created_at")?,
+        },
+        secret: Secret::new(row.try_get::<_, String>("secret")?),
+    })
+}
+
+pub async fn insert_endpoint(
+    db: &impl GenericClient,
+    endpoint: &Endpoint,
+    secret: &Secret,
+) -> Result<(), tokio_postgres::Error> {
+    let types: Vec<&str> = endpoint
+        .event_types
+        .iter()
+        .map(|kind| kind.as_str())
+        .collect();
+    db.execute(
+        &db.prepare_cached(
+            "INSERT INTO webhook_endpoints (endpoint_id, url, event_types, hotel_id, secret, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .await?,
+        &[
+            &endpoint.id,
+            &endpoint.url,
+            &types,
+            &endpoint.hotel_id,
+            &secret.expose(),
+            &endpoint.created_at,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn endpoint(
+    db: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<Endpoint>, tokio_postgres::Error> {
+    let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE endpoint_id = $1");
+    let row = db
+        .query_opt(&db.prepare_cached(&sql).await?, &[&id])
+        .await?;
+    Ok(row
+        .as_ref()
+        .map(endpoint_from_row)
+        .transpose()?
+        .map(|signing| signing.endpoint))
+}
+
+/// One page of endpoints, oldest first.
+pub async fn endpoints(
+    db: &impl GenericClient,
+    page: &PageRequest<CreatedKey>,
+) -> Result<Vec<Endpoint>, tokio_postgres::Error> {
+    let (after_time, after_id) = match &page.after {
+        Some(key) => (Some(key.created_at), Some(key.id)),
+        None => (None, None),
+    };
+    let sql = format!(
+        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints \
+         WHERE $1::timestamptz IS NULL OR (created_at, endpoint_id) > ($1, $2) \
+         ORDER BY created_at, endpoint_id LIMIT $3"
+    );
+    let rows = db
+        .query(
+            &db.prepare_cached(&sql).await?,
+            &[&after_time, &after_id, &(page.limit + 1)],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| endpoint_from_row(row).map(|signing| signing.endpoint))
+        .collect()
+}
+
+/// Every endpoint, with its secret: what the webhook job delivers to.
+pub async fn signing_endpoints(
+    db: &impl GenericClient,
+) -> Result<Vec<SigningEndpoint>, tokio_postgres::Error> {
+    let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints");
+    let rows = db.query(&db.prepare_cached(&sql).await?, &[]).await?;
+    rows.iter().map(endpoint_from_row).collect()
+}
+
+/// Whether an endpoint was there to delete.
+pub async fn delete_endpoint(
+    db: &impl GenericClient,
+    id: Uuid,
+) -> Result<bool, tokio_postgres::Error> {
+    let deleted = db
+        .execute(
+            &db.prepare_cached("DELETE FROM webhook_endpoints WHERE endpoint_id = $1")
+                .await?,
+            &[&id],
+        )
+        .await?;
+    Ok(deleted > 0)
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    /// Not acknowledged yet; tried again at `next_attempt_at`.
+    Pending,
+    /// The endpoint answered 2xx.
+    Succeeded,
+    /// No 2xx within the retry window (or the endpoint was deleted); staff may retry it.
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn from_column(text: &str) -> Option<Self> {
+        [Self::Pending, Self::Succeeded, Self::Failed]
+            .into_iter()
+            .find(|status| status.as_str() == text)
+    }
+}
+
+/// One event to one endpoint, as staff see it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Delivery {
+    pub id: Uuid,
+    pub endpoint_id: Uuid,
+    pub event_id: Uuid,
+    #[schema(value_type = String)]
+    pub event_type: String,
+    pub reservation_id: Uuid,
+    pub status: DeliveryStatus,
+    pub attempts: i32,
+    /// The HTTP status of the last answer; null when none came (a timeout, a refused
+    /// connection) or before the first attempt.
+    pub last_status_code: Option<i32>,
+    /// Why the last attempt failed, when it did.
+    pub last_error: Option<String>,
+    /// When the next attempt is due (pending only).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const DELIVERY_COLUMNS: &str = "d.delivery_id, d.endpoint_id, d.event_id, e.type, \
+                                d.reservation_id, d.status, d.attempts, d.last_status_code, \
+                                d.last_error, d.next_attempt_at, d.created_at, d.updated_at";
+
+fn delivery_from_row(row: &Row) -> Result<Delivery, tokio_postgres::Error> {
+    let status: &str = row.try_get("status")?;
+    // The table's CHECK allows only the three; anything else is not this code's table.
+    let status = DeliveryStatus::from_column(status).unwrap_or(DeliveryStatus::Failed);
+    Ok(Delivery {
+        id: row.try_get("delivery_id")?,
+        endpoint_id: row.try_get("endpoint_id")?,
+        event_id: row.try_get("event_id")?,
+        event_type: row.try_get("type")?,
+        reservation_id: row.try_get("reservation_id")?,
+        status,
+        attempts: row.try_get("attempts")?,
+        last_status_code: row.try_get("last_status_code")?,
+        last_error: row.try_get("last_error")?,
+        next_attempt_at: (status == DeliveryStatus::Pending)
+            .then(|| row.try_get("next_attempt_at"))
+            .transpose()?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// One page of an endpoint's deliveries on one shard, oldest first.
+pub async fn deliveries(
+    db: &impl GenericClient,
+    endpoint_id: Uuid,
+    status: Option<DeliveryStatus>,
+    page: &PageRequest<CreatedKey>,
+) -> Result<Vec<Delivery>, tokio_postgres::Error> {
+    let (after_time, after_id) = match &page.after {
+        Some(key) => (Some(key.created_at), Some(key.id)),
+        None => (None, None),
+    };
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d JOIN events e USING (event_id) \
+         WHERE d.endpoint_id = $1 AND ($2::text IS NULL OR d.status = $2) \
+           AND ($3::timestamptz IS NULL OR (d.created_at, d.delivery_id) > ($3, $4)) \
+         ORDER BY d.created_at, d.delivery_id LIMIT $5"
+    );
+    let rows = db
+        .query(
+            &db.prepare_cached(&sql).await?,
+            &[
+                &endpoint_id,
+                &status.map(DeliveryStatus::as_str),
+                &after_time,
+                &after_id,
+                &(page.limit + 1),
+            ],
+        )
+        .await?;
+    rows.iter().map(delivery_from_row).collect()
+}
+
+/// How asking to send a delivery again went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retried {
+    /// Due now, with a fresh retry window.
+    Due,
+    /// No such delivery of that endpoint on this shard.
+    Missing,
+    /// It already succeeded.
+    Succeeded,
+}
+
+/// Makes a failed (or still pending) delivery due now, with a new retry window of
+/// `window` from `now`.
+pub async fn retry(
+    db: &impl GenericClient,
+    endpoint_id: Uuid,
+    delivery_id: Uuid,
+    now: DateTime<Utc>,
+    window: chrono::Duration,
+) -> Result<Retried, tokio_postgres::Error> {
+    let row = db
+        .query_opt(
+            &db.prepare_cached(
+                "WITH found AS (SELECT delivery_id, status FROM webhook_deliveries \
+                                WHERE delivery_id = $1 AND endpoint_id = $2 FOR UPDATE), \
+                      retried AS (UPDATE webhook_deliveries d \
+                                  SET status = 'pending', next_attempt_at = $3, \
+                                      give_up_at = $4, updated_at = $3 \
+                                  FROM found WHERE d.delivery_id = found.delivery_id \
+                                    AND found.status <> 'succeeded' RETURNING 1) \
+                 SELECT found.status FROM found",
+            )
+            .await?,
+            &[&delivery_id, &endpoint_id, &now, &(now + window)],
+        )
+        .await?;
+    Ok(match row.map(|row| row.get::<_, String>(0)).as_deref() {
+        None => Retried::Missing,
+        Some("succeeded") => Retried::Succeeded,
+        Some(_) => Retried::Due,
+    })
+}
+
+/// An event fanned out to endpoints.
+#[derive(Debug)]
+pub struct FannedOut {
+    pub events: u64,
+    pub deliveries: u64,
+}
+
+/// Fans out up to `limit` of the oldest events not fanned out yet: a pending delivery to
+/// each endpoint that wants it, due now, to give up on after `window`. One transaction,
+/// so an event is fanned out once however many steps overlap (rows another step holds are
+/// skipped).
+pub async fn fan_out(
+    db: &mut deadpool_postgres::Object,
+    endpoints: &[SigningEndpoint],
+    now: DateTime<Utc>,
+    window: chrono::Duration,
+    limit: i64,
+) -> Result<FannedOut, tokio_postgres::Error> {
+    let tx = db.transaction().await?;
+    let events = tx
+        .query(
+            &tx.prepare_cached(
+                "WITH due AS (SELECT event_id FROM events WHERE NOT fanned_out \
+                              ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) \
+                 UPDATE events e SET fanned_out = true FROM due \
+                 WHERE e.event_id = due.event_id \
+                 RETURNING e.event_id, e.seq, e.type, e.reservation_id, e.hotel_id",
+            )
+            .await?,
+            &[&limit],
+        )
+        .await?;
+    let (mut ids, mut endpoint_ids, mut event_ids, mut seqs, mut reservation_ids) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for event in &events {
+        let kind: &str = event.try_get("type")?;
+        let hotel_id: i64 = event.try_get("hotel_id")?;
+        let Ok(kind) = kind.parse::<EventType>() else {
+            continue;
+        };
+        for endpoint in endpoints.iter().filter(|e| e.wants(kind, hotel_id)) {
+            ids.push(Uuid::new_v4());
+            endpoint_ids.push(endpoint.endpoint.id);
+            event_ids.push(event.try_get::<_, Uuid>("event_id")?);
+            seqs.push(event.try_get::<_, i64>("seq")?);
+            reservation_ids.push(event.try_get::<_, Uuid>("reservation_id")?);
+        }
+    }
+    let deliveries = if ids.is_empty() {
+        0
+    } else {
+        tx.execute(
+            &tx.prepare_cached(
+                "INSERT INTO webhook_deliveries (delivery_id, endpoint_id, event_id, seq, \
+                     reservation_id, next_attempt_at, give_up_at, created_at, updated_at) \
+                 SELECT d.*, $6::timestamptz, $7::timestamptz, $6, $6 \
+                 FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[], $5::uuid[]) \
+                      AS d(delivery_id, endpoint_id, event_id, seq, reservation_id) \
+                 ON CONFLICT (endpoint_id, event_id) DO NOTHING",
+            )
+            .await?,
+            &[
+                &ids,
+                &endpoint_ids,
+                &event_ids,
+                &seqs,
+                &reservation_ids,
+                &now,
+                &(now + window),
+            ],
+        )
+        .await?
+    };
+    tx.commit().await?;
+    Ok(FannedOut {
+        events: events.len() as u64,
+        deliveries,
+    })
+}
+
+/// Fails the pending deliveries of endpoints that no longer exist.
+pub async fn fail_orphans(
+    db: &impl GenericClient,
+    live: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<u64, tokio_postgres::Error> {
+    db.execute(
+        &db.prepare_cached(
+            "UPDATE webhook_deliveries SET status = 'failed', \
+                 last_error = 'the endpoint was deleted', updated_at = $2 \
+             WHERE status = 'pending' AND endpoint_id <> ALL ($1)",
+        )
+        .await?,
+        &[&live, &now],
+    )
+    .await
+}
+
+/// A delivery picked to be sent now, with what it sends.
+#[derive(Debug, Clone)]
+pub struct Due {
+    pub delivery_id: Uuid,
+    pub endpoint_id: Uuid,
+    pub event_id: Uuid,
+    pub attempts: i32,
+    pub give_up_at: DateTime<Utc>,
+    pub event_type: String,
+    pub event_created_at: DateTime<Utc>,
+    pub data: serde_json::Value,
+    pub refund: Option<serde_json::Value>,
+}
+
+/// Picks the deliveries due now, at most `free[i]` for endpoint `endpoints[i]` (so one
+/// endpoint's backlog never crowds out another's), longest due first (the order of the
+/// index the scan walks, so it stops at the limit), each only when no
+/// earlier event of its reservation is still to be sent to that endpoint (or still to be
+/// fanned out): a reservation's events reach an endpoint in order. Each check is a
+/// subquery per candidate on the in-order index, never a join: planned as an anti-join
+/// over a backlog of thousands, it went quadratic. Picking claims each
+/// until `claim_until` (past the attempt's timeout), so no other step sends it meanwhile.
+pub async fn pick_due(
+    db: &impl GenericClient,
+    endpoints: &[Uuid],
+    free: &[i64],
+    now: DateTime<Utc>,
+    claim_until: DateTime<Utc>,
+) -> Result<Vec<Due>, tokio_postgres::Error> {
+    let rows = db
+        .query(
+            &db.prepare_cached(
+                "WITH picked AS ( \
+                     SELECT r.delivery_id \
+                     FROM unnest($1::uuid[], $2::bigint[]) AS f(endpoint_id, free) \
+                     CROSS JOIN LATERAL ( \
+                         SELECT d.delivery_id FROM webhook_deliveries d \
+                         WHERE d.endpoint_id = f.endpoint_id AND d.status = 'pending' \
+                           AND d.next_attempt_at <= $3 \
+                           AND (SELECT p.seq FROM webhook_deliveries p \
+                                WHERE p.endpoint_id = d.endpoint_id \
+                                  AND p.reservation_id = d.reservation_id \
+                                  AND p.status = 'pending' AND p.seq < d.seq LIMIT 1) IS NULL \
+                           AND (SELECT e.seq FROM events e \
+                                WHERE e.reservation_id = d.reservation_id \
+                                  AND NOT e.fanned_out AND e.seq < d.seq LIMIT 1) IS NULL \
+                         ORDER BY d.next_attempt_at LIMIT f.free \
+                         FOR UPDATE OF d SKIP LOCKED) r) \
+                 UPDATE webhook_deliveries d SET next_attempt_at = $4 \
+                 FROM picked, events e \
+                 WHERE d.delivery_id = picked.delivery_id AND e.event_id = d.event_id \
+                 RETURNING d.delivery_id, d.endpoint_id, d.event_id, d.attempts, d.give_up_at, \
+                           e.type, e.created_at AS event_created_at, e.data, e.refund",
+            )
+            .await?,
+            &[&endpoints, &free, &now, &claim_until],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Due {
+                delivery_id: row.try_get("delivery_id")?,
+                endpoint_id: row.try_get("endpoint_id")?,
+                event_id: row.try_get("event_id")?,
+                attempts: row.try_get("attempts")?,
+                give_up_at: row.try_get("give_up_at")?,
+                event_type: row.try_get("type")?,
+                event_created_at: row.try_get("event_created_at")?,
+                data: row.try_get("data")?,
+                refund: row.try_get("refund")?,
+            })
+        })
+        .collect()
+}
+
+/// What one attempt of a delivery came to.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// The HTTP status, when an answer came.
+    pub status_code: Option<u16>,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    pub succeeded: bool,
+}
+
+/// Records an attempt: succeeded, failed for good (its window is over), or due again at
+/// `retry_at`. Answers the delivery's status after it.
+pub async fn record_attempt(
+    db: &impl GenericClient,
+    delivery_id: Uuid,
+    attempt: &Attempt,
+    now: DateTime<Utc>,
+    retry_at: DateTime<Utc>,
+) -> Result<Option<DeliveryStatus>, tokio_postgres::Error> {
+    let row = db
+        .query_opt(
+            &db.prepare_cached(
+                "UPDATE webhook_deliveries SET attempts = attempts + 1, \
+                     last_status_code = $2, last_error = $3, updated_at = $4, \
+                     status = CASE WHEN $5 THEN 'succeeded' \
+                                   WHEN $6 >= give_up_at THEN 'failed' \
+                                   ELSE 'pending' END, \
+                     next_attempt_at = CASE WHEN $5 THEN next_attempt_at ELSE $6 END \
+                 WHERE delivery_id = $1 AND status = 'pending' \
+                 RETURNING status",
+            )
+            .await?,
+            &[
+                &delivery_id,
+                &attempt.status_code.map(i32::from),
+                &attempt.error,
+                &now,
+                &attempt.succeeded,
+                &retry_at,
+            ],
+        )
+        .await?;
+    Ok(row.and_then(|row| DeliveryStatus::from_column(row.get(0))))
+}
+
+/// When the oldest event still undelivered was made: the oldest pending delivery's event,
+/// or the oldest event not fanned out yet.
+pub async fn oldest_undelivered(
+    db: &impl GenericClient,
+) -> Result<Option<DateTime<Utc>>, tokio_postgres::Error> {
+    let row = db
+        .query_one(
+            &db.prepare_cached(
+                "SELECT least( \
+                     (SELECT min(e.created_at) FROM webhook_deliveries d \
+                      JOIN events e USING (event_id) WHERE d.status = 'pending'), \
+                     (SELECT min(created_at) FROM events WHERE NOT fanned_out))",
+            )
+            .await?,
+            &[],
+        )
+        .await?;
+    row.try_get(0)
+}
+
+/// Deletes events made before `before` that have nothing left to send, with their
+/// deliveries: the history staff can list goes back that far.
+pub async fn prune(
+    db: &impl GenericClient,
+    before: DateTime<Utc>,
+) -> Result<u64, tokio_postgres::Error> {
+    db.execute(
+        &db.prepare_cached(
+            "DELETE FROM events e WHERE e.event_id IN ( \
+                 SELECT event_id FROM events WHERE created_at < $1 AND fanned_out \
+                   AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
+                                   WHERE d.event_id = events.event_id \
+                                     AND d.status = 'pending') \
+                 LIMIT 5000)",
+        )
+        .await?,
+        &[&before],
+    )
+    .await
+}
+
+/// A reservation row as an event keeps it (`to_jsonb` of the row at the change).
+#[derive(Debug, Deserialize)]
+struct StoredRow {
+    reservation_id: Uuid,
+    hotel_id: i64,
+    room_type_id: i64,
+    guest_id: String,
+    check_in: chrono::NaiveDate,
+    check_out: chrono::NaiveDate,
+    rooms: i64,
+    status: ReservationStatus,
+    total_cents: i64,
+    currency: String,
+    hold_expires_at: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    payment_status: PaymentStatus,
+    payment_id: Option<String>,
+    paid_cents: i64,
+    refunded_cents: i64,
+}
+
+/// The reservation an event carries, as the API shows reservations.
+pub fn reservation_of(data: &serde_json::Value) -> Result<Reservation, serde_json::Error> {
+    let row = StoredRow::deserialize(data)?;
+    Ok(Reservation {
+        stay: Stay {
+            reservation_id: ReservationId::new(row.reservation_id),
+            hotel_id: row.hotel_id,
+            room_type_id: row.room_type_id,
+            check_in: row.check_in,
+            check_out: row.check_out,
+            rooms: row.rooms,
+        },
+        guest_id: row.guest_id,
+        status: row.status,
+        total_cents: row.total_cents,
+        currency: row.currency,
+        hold_expires_at: row.hold_expires_at,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        payment: Payment {
+            status: row.payment_status,
+            payment_id: row.payment_id,
+            amount_cents: row.paid_cents,
+            refunded_cents: row.refunded_cents,
+        },
+    })
+}
