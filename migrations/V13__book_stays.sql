@@ -42,9 +42,10 @@ DECLARE
     v_updated    integer;
 BEGIN
     -- Fair holds, as book_stay() keeps them: each limited guest's lock, taken in one order
-    -- so that two batches never wait on each other in a cycle, then the count. Holds that
-    -- end within the batch's first and last arrival count as live: a batch refuses where
-    -- a booking on its own might not, never the other way round.
+    -- so that two batches never wait on each other in a cycle, then the count, with every
+    -- booking of that guest in the batch (a staff booking for them too). Holds that end
+    -- within the batch's first and last arrival count as live: a batch refuses where a
+    -- booking on its own might not, never the other way round.
     PERFORM pg_advisory_xact_lock(g.lock_key)
     FROM (SELECT DISTINCT hashtextextended('innkeeper.holds:' || b.guest_id, 0) AS lock_key
           FROM unnest(p_guest_ids, p_max_holds) AS b(guest_id, max_holds)
@@ -56,11 +57,10 @@ BEGIN
                      min(b.created_at) AS since
               FROM unnest(p_reservation_ids, p_guest_ids, p_max_holds, p_created_ats)
                    AS b(reservation_id, guest_id, max_holds, created_at)
-              WHERE b.max_holds IS NOT NULL
-                AND NOT EXISTS (SELECT 1 FROM reservations r
+              WHERE NOT EXISTS (SELECT 1 FROM reservations r
                                 WHERE r.reservation_id = b.reservation_id)
               GROUP BY b.guest_id) g
-        WHERE g.wanted + (SELECT count(*) FROM reservations r
+        WHERE g.max_holds IS NOT NULL AND g.wanted + (SELECT count(*) FROM reservations r
                           WHERE r.guest_id = g.guest_id AND r.status = 'pending'
                             AND r.hold_expires_at > g.since) > g.max_holds
     ) THEN
@@ -91,6 +91,8 @@ BEGIN
             WHERE i.hotel_id = b.hotel_id AND i.room_type_id = b.room_type_id
               AND i.date >= b.check_in AND i.date < b.check_out) s
         WHERE s.nights = b.check_out - b.check_in
+        -- Ids in one order, so two batches sharing some never wait on each other in a cycle.
+        ORDER BY b.reservation_id
         ON CONFLICT (reservation_id) DO NOTHING
         RETURNING reservation_id, hotel_id, room_type_id, check_in, check_out, rooms,
                   total_cents, currency

@@ -100,14 +100,46 @@ impl Lane {
         }
     }
 
-    /// How many more deliveries it may take now.
-    fn room(&self) -> usize {
+    /// Takes all the room its queue has now, for one pick: every shard's step shares the
+    /// lane, so the room is counted as queued at once and what the pick did not fill is
+    /// given back by [`Lane::give_back`].
+    fn reserve(&self) -> usize {
         let most = if self.healthy.load(Ordering::Relaxed) {
             QUEUE
         } else {
             PER_ENDPOINT
         };
-        most.saturating_sub(self.queued.load(Ordering::Relaxed))
+        let mut queued = self.queued.load(Ordering::Relaxed);
+        loop {
+            let room = most.saturating_sub(queued);
+            match self.queued.compare_exchange_weak(
+                queued,
+                queued + room,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return room,
+                Err(now) => queued = now,
+            }
+        }
+    }
+
+    fn give_back(&self, unused: usize) {
+        self.queued.fetch_sub(unused, Ordering::AcqRel);
+    }
+}
+
+/// One delivery's place in its lane's queue, freed when its attempt is recorded, or if the
+/// task carrying it panics, so a lane never stays full of attempts that ended.
+struct Place {
+    lane: Arc<Lane>,
+    answered: Arc<Notify>,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.lane.give_back(1);
+        self.answered.notify_waiters();
     }
 }
 
@@ -199,6 +231,7 @@ impl Deliverer {
     /// have a backlog (within [`STEP_BUDGET`]); then fails what was meant for deleted
     /// endpoints and reports how old the oldest undelivered event is.
     pub async fn run_on(&self, shard: &Shard) -> anyhow::Result<StepReport> {
+        let listed_at = self.clock.now();
         let endpoints = webhooks::signing_endpoints(&self.shards.catalog().get().await?).await?;
         let live: Vec<Uuid> = endpoints.iter().map(|e| e.endpoint.id).collect();
         let lanes: Vec<Arc<Lane>> = {
@@ -228,49 +261,64 @@ impl Deliverer {
                 )
                 .await?;
                 report.events_fanned_out += fanned.events;
-                if fanned.events < FAN_OUT_BATCH as u64 {
+                if fanned.events < FAN_OUT_BATCH as u64 || started.elapsed() >= STEP_BUDGET {
                     break;
                 }
             }
-            let (with_room, room): (Vec<usize>, Vec<i64>) = lanes
+            let reserved: Vec<usize> = lanes.iter().map(|lane| lane.reserve()).collect();
+            let (with_room, room): (Vec<usize>, Vec<i64>) = reserved
                 .iter()
                 .enumerate()
-                .map(|(index, lane)| (index, lane.room() as i64))
-                .filter(|(_, room)| *room > 0)
+                .filter(|(_, room)| **room > 0)
+                .map(|(index, room)| (index, *room as i64))
                 .unzip();
-            if with_room.is_empty() {
-                break;
-            }
             let ids: Vec<Uuid> = with_room.iter().map(|index| live[*index]).collect();
             let claim_until = now + chrono::Duration::from_std(CLAIM)?;
-            let due = webhooks::pick_due(&db, &ids, &room, now, claim_until).await?;
+            let due = if ids.is_empty() {
+                Vec::new()
+            } else {
+                let picked = webhooks::pick_due(&db, &ids, &room, now, claim_until).await;
+                if picked.is_err() {
+                    for (lane, room) in lanes.iter().zip(&reserved) {
+                        lane.give_back(*room);
+                    }
+                }
+                picked?
+            };
             let mut backlog = false;
-            for (index, room) in with_room.iter().zip(&room) {
+            for (index, (lane, room)) in lanes.iter().zip(&reserved).enumerate() {
                 let picked = due
                     .iter()
-                    .filter(|delivery| delivery.endpoint_id == live[*index])
+                    .filter(|delivery| delivery.endpoint_id == live[index])
                     .count();
-                backlog |= picked as i64 == *room;
+                lane.give_back(room - picked.min(*room));
+                backlog |= *room > 0 && picked == *room;
             }
             for delivery in due {
                 let Some(index) = live.iter().position(|id| *id == delivery.endpoint_id) else {
                     continue;
                 };
-                let lane = lanes[index].clone();
-                lane.queued.fetch_add(1, Ordering::Relaxed);
+                let place = Place {
+                    lane: lanes[index].clone(),
+                    answered: self.answered.clone(),
+                };
                 let deliverer = self.clone();
                 let endpoint = endpoints[index].clone();
                 let pool = shard.pool.clone();
                 tokio::spawn(async move {
+                    let lane = place.lane.clone();
                     // Closed never: the semaphore lives as long as its lane.
                     let connection = lane.connections.clone().acquire_owned().await;
-                    let ok = deliverer.attempt(&pool, &endpoint, delivery).await;
-                    drop(connection);
+                    let ok = deliverer
+                        .attempt(&pool, &endpoint, delivery, connection)
+                        .await;
                     lane.healthy.store(ok, Ordering::Relaxed);
-                    lane.queued.fetch_sub(1, Ordering::Relaxed);
-                    deliverer.answered.notify_waiters();
+                    drop(place);
                 });
                 report.attempts_started += 1;
+            }
+            if ids.is_empty() {
+                break;
             }
             if !backlog || started.elapsed() >= STEP_BUDGET {
                 break;
@@ -280,7 +328,7 @@ impl Deliverer {
         }
 
         let now = self.clock.now();
-        let orphaned = webhooks::fail_orphans(&db, &live, now).await?;
+        let orphaned = webhooks::fail_orphans(&db, &live, listed_at, now).await?;
         ::metrics::counter!(WEBHOOK_DELIVERIES, "outcome" => "failed").increment(orphaned);
         let oldest = webhooks::oldest_undelivered(&db).await?;
         let age = oldest.map_or(0.0, |at| {
@@ -293,14 +341,18 @@ impl Deliverer {
     }
 
     /// Sends one delivery and records how it went.
-    /// Whether the endpoint acknowledged it.
-    async fn attempt(
+    /// Whether the endpoint acknowledged it. The connection's permit is given back as soon
+    /// as the answer is in, before the attempt is recorded.
+    async fn attempt<P>(
         &self,
         pool: &deadpool_postgres::Pool,
         endpoint: &SigningEndpoint,
         due: Due,
+        connection: P,
     ) -> bool {
-        let outcome = match self.send(endpoint, &due).await {
+        let sent = self.send(endpoint, &due).await;
+        drop(connection);
+        let outcome = match sent {
             Ok(status) if status.is_success() => Attempt {
                 status_code: Some(status.as_u16()),
                 error: None,

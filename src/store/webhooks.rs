@@ -31,13 +31,16 @@ pub struct Endpoint {
 pub struct SigningEndpoint {
     pub endpoint: Endpoint,
     pub secret: Secret,
+    /// Subscribed to no type in particular: every type. (An endpoint subscribed only to
+    /// types a newer version knows shows none here, and gets none of these.)
+    pub every_type: bool,
 }
 
 impl SigningEndpoint {
     /// Whether an event of `kind` at `hotel_id` goes to this endpoint.
     pub fn wants(&self, kind: EventType, hotel_id: i64) -> bool {
         let endpoint = &self.endpoint;
-        (endpoint.event_types.is_empty() || endpoint.event_types.contains(&kind))
+        (self.every_type || endpoint.event_types.contains(&kind))
             && endpoint.hotel_id.is_none_or(|hotel| hotel == hotel_id)
     }
 }
@@ -82,6 +85,7 @@ fn endpoint_from_row(row: &Row) -> Result<SigningEndpoint, tokio_postgres::Error
             created_at: row.try_get("created_at")?,
         },
         secret: Secret::new(row.try_get::<_, String>("secret")?),
+        every_type: types.is_empty(),
     })
 }
 
@@ -409,20 +413,23 @@ pub async fn fan_out(
     })
 }
 
-/// Fails the pending deliveries of endpoints that no longer exist.
+/// Fails the pending deliveries of endpoints that no longer exist: those not in `live`, the
+/// endpoints read at `listed_at`, among deliveries made before then (a step beside this
+/// one may have fanned out to an endpoint made since).
 pub async fn fail_orphans(
     db: &impl GenericClient,
     live: &[Uuid],
+    listed_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<u64, tokio_postgres::Error> {
     db.execute(
         &db.prepare_cached(
             "UPDATE webhook_deliveries SET status = 'failed', \
-                 last_error = 'the endpoint was deleted', updated_at = $2 \
-             WHERE status = 'pending' AND endpoint_id <> ALL ($1)",
+                 last_error = 'the endpoint was deleted', updated_at = $3 \
+             WHERE status = 'pending' AND endpoint_id <> ALL ($1) AND created_at < $2",
         )
         .await?,
-        &[&live, &now],
+        &[&live, &listed_at, &now],
     )
     .await
 }
