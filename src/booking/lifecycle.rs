@@ -10,8 +10,9 @@ use uuid::Uuid;
 use super::flow::count_compensation;
 use super::{Booker, BookingError};
 use crate::domain::{Ending, Principal, Reservation, ReservationId, ReservationStatus, Stay};
+use crate::store::page::CreatedKey;
 use crate::store::page::{Order, Page, PageRequest};
-use crate::store::reservations::{self, ListKey, Owner};
+use crate::store::reservations::{self, list_key, Owner};
 use crate::store::Shard;
 
 impl Booker {
@@ -32,14 +33,14 @@ impl Booker {
     pub async fn reservations(
         &self,
         owner: Owner<'_>,
-        page: &PageRequest<ListKey>,
+        page: &PageRequest<CreatedKey>,
     ) -> Result<Page<Reservation>, BookingError> {
         if let Owner::Hotel(hotel_id) = owner {
             return self
                 .bounded(async {
                     let db = self.connection(hotel_id).await?;
                     let rows = reservations::list(&db, owner, page).await?;
-                    Ok(Page::from_rows(rows, page, ListKey::of))
+                    Ok(Page::from_rows(rows, page, list_key))
                 })
                 .await;
         }
@@ -50,12 +51,7 @@ impl Booker {
                 async move { Ok(reservations::list(&db, owner, page).await?) }
             })
             .await?;
-        Ok(Page::from_merged(
-            rows,
-            page,
-            ListKey::of,
-            Order::Descending,
-        ))
+        Ok(Page::from_merged(rows, page, list_key, Order::Descending))
     }
 
     /// Cancels a pending or confirmed reservation and gives its nights back, in Postgres

@@ -11,11 +11,9 @@ use uuid::Uuid;
 use super::{Booker, BookingError};
 use crate::config::Secret;
 use crate::domain::{EventType, InvalidField, WebhookUrl};
-use crate::store::page::{Order, Page, PageRequest};
+use crate::store::page::{CreatedKey, Order, Page, PageRequest};
 use crate::store::payments::{self, PaymentEvent};
-use crate::store::webhooks::{
-    self, CreatedKey, Delivery, DeliveryStatus, Endpoint, Retried, RETRY_WINDOW,
-};
+use crate::store::webhooks::{self, Delivery, DeliveryStatus, Endpoint, Retried, RETRY_WINDOW};
 
 /// An endpoint to subscribe, as staff asked for it.
 #[derive(Debug, Clone)]
@@ -176,6 +174,7 @@ fn new_secret() -> String {
     format!("whsec_{}", STANDARD.encode(key))
 }
 
+/// An endpoint's place in its list: oldest first.
 fn endpoint_key(endpoint: &Endpoint) -> CreatedKey {
     CreatedKey {
         created_at: endpoint.created_at,
@@ -183,6 +182,7 @@ fn endpoint_key(endpoint: &Endpoint) -> CreatedKey {
     }
 }
 
+/// A delivery's place in its list: oldest first.
 fn delivery_key(delivery: &Delivery) -> CreatedKey {
     CreatedKey {
         created_at: delivery.created_at,

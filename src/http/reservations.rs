@@ -15,8 +15,9 @@ use super::pagination::PageQuery;
 use super::AppState;
 use crate::booking::Outcome;
 use crate::domain::{Reservation, ReservationId, Stay};
+use crate::store::page::CreatedKey;
 use crate::store::page::Page;
-use crate::store::reservations::{ListKey, Owner};
+use crate::store::reservations::Owner;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -126,7 +127,7 @@ async fn list_reservations(
         limit: query.limit,
         cursor: query.cursor,
     }
-    .parse::<ListKey>()?;
+    .parse::<CreatedKey>()?;
     let owner = match (caller.is_staff(), query.hotel_id) {
         (true, Some(hotel_id)) => Owner::Hotel(hotel_id),
         (true, None) => Owner::Everyone,

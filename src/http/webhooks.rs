@@ -179,15 +179,14 @@ async fn list_deliveries(
     Path(endpoint_id): Path<Uuid>,
     Query(query): Query<DeliveryListQuery>,
 ) -> Result<axum::Json<Page<Delivery>>, ApiError> {
-    let status = match query.status.as_deref() {
-        None => None,
-        Some("pending") => Some(DeliveryStatus::Pending),
-        Some("succeeded") => Some(DeliveryStatus::Succeeded),
-        Some("failed") => Some(DeliveryStatus::Failed),
-        Some(_) => {
-            return Err(InvalidField::new("status", "must be pending, succeeded or failed").into())
-        }
-    };
+    let status = query
+        .status
+        .as_deref()
+        .map(|status| {
+            DeliveryStatus::parse(status)
+                .ok_or_else(|| InvalidField::new("status", "must be pending, succeeded or failed"))
+        })
+        .transpose()?;
     let page = PageQuery {
         limit: query.limit,
         cursor: query.cursor,

@@ -260,8 +260,8 @@ impl Deliverer {
                     FAN_OUT_BATCH,
                 )
                 .await?;
-                report.events_fanned_out += fanned.events;
-                if fanned.events < FAN_OUT_BATCH as u64 || started.elapsed() >= STEP_BUDGET {
+                report.events_fanned_out += fanned;
+                if fanned < FAN_OUT_BATCH as u64 || started.elapsed() >= STEP_BUDGET {
                     break;
                 }
             }
@@ -340,9 +340,9 @@ impl Deliverer {
         Ok(report)
     }
 
-    /// Sends one delivery and records how it went.
-    /// Whether the endpoint acknowledged it. The connection's permit is given back as soon
-    /// as the answer is in, before the attempt is recorded.
+    /// Sends one delivery and records how it went; whether the endpoint acknowledged it.
+    /// The connection's permit is given back as soon as the answer is in, before the
+    /// attempt is recorded.
     async fn attempt<P>(
         &self,
         pool: &deadpool_postgres::Pool,

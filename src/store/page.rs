@@ -7,8 +7,10 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 use crate::domain::InvalidField;
 
@@ -35,6 +37,40 @@ impl CursorKey for i64 {
 
     fn from_cursor_text(text: &str) -> Option<Self> {
         text.parse().ok()
+    }
+}
+
+/// The key of lists ordered by when their rows were made, ties broken by id: reservations
+/// (newest first), webhook endpoints and deliveries (oldest first). Its `Ord` (time, then
+/// id bytes) is Postgres' order of the same pair.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CreatedKey {
+    pub created_at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+impl CursorKey for CreatedKey {
+    fn to_cursor_text(&self) -> String {
+        format!("{}|{}", self.created_at.timestamp_micros(), self.id)
+    }
+
+    fn from_cursor_text(text: &str) -> Option<Self> {
+        let (micros, id) = text.split_once('|')?;
+        Some(Self {
+            created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            id: id.parse().ok()?,
+        })
+    }
+}
+
+impl PageRequest<CreatedKey> {
+    /// The key to continue after, as the two query parameters a list statement takes
+    /// (both null on the first page).
+    pub fn after_pair(&self) -> (Option<DateTime<Utc>>, Option<Uuid>) {
+        match &self.after {
+            Some(key) => (Some(key.created_at), Some(key.id)),
+            None => (None, None),
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Row, Statement};
 use uuid::Uuid;
 
-use super::page::{CursorKey, PageRequest};
+use super::page::{CreatedKey, PageRequest};
 use super::Column;
 use crate::domain::{
     Ending, NewReservation, Payment, Reservation, ReservationId, Restriction, Stay,
@@ -77,7 +77,7 @@ const BOOK_ALL: &str = "SELECT outcome, total_cents, currency \
 /// done at start-up, the first rush on a fresh connection pays neither.
 pub async fn prepare(db: &impl GenericClient) -> Result<(), tokio_postgres::Error> {
     db.prepare_cached(BOOK).await?;
-    db.prepare_cached(BOOK_ALL).await.map(drop)
+    book_all_statement(db).await.map(drop)
 }
 
 /// The statement [`book_all`] runs, prepared (at start-up, by [`prepare`]).
@@ -157,11 +157,7 @@ pub async fn book_all(
         .iter()
         .zip(rows)
         .map(|(booking, row)| match row.try_get::<_, &str>("outcome")? {
-            "created" => Ok(Committed::Created(Reservation::created(
-                booking,
-                row.try_get("total_cents")?,
-                row.try_get("currency")?,
-            ))),
+            "created" => created(booking, &row),
             "exists" => Ok(Committed::Exists),
             other => Err(BookError::Outcome(other.to_owned())),
         })
@@ -222,11 +218,7 @@ pub async fn book(
         Err(error) => return Err(error.into()),
     };
     match row.try_get::<_, &str>("outcome")? {
-        "created" => Ok(Committed::Created(Reservation::created(
-            booking,
-            row.try_get("total_cents")?,
-            row.try_get("currency")?,
-        ))),
+        "created" => created(booking, &row),
         "exists" => Ok(Committed::Exists),
         "sold_out" => Ok(Committed::SoldOut),
         "hold_limit" => Ok(Committed::HoldLimit),
@@ -238,6 +230,15 @@ pub async fn book(
         }
         other => Err(BookError::Outcome(other.to_owned())),
     }
+}
+
+/// The reservation `booking` became, priced as the booking functions answered.
+fn created(booking: &NewReservation, row: &Row) -> Result<Committed, BookError> {
+    Ok(Committed::Created(Reservation::created(
+        booking,
+        row.try_get("total_cents")?,
+        row.try_get("currency")?,
+    )))
 }
 
 /// A restriction `book_stay()` named, with its night.
@@ -371,38 +372,11 @@ pub async fn confirm(
     row.as_ref().map(from_row).transpose()
 }
 
-/// The key reservation lists are ordered by: newest first, ties broken by id. Its `Ord`
-/// (time, then id bytes) is Postgres' order of the same pair.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ListKey {
-    pub created_at: DateTime<Utc>,
-    pub reservation_id: Uuid,
-}
-
-impl CursorKey for ListKey {
-    fn to_cursor_text(&self) -> String {
-        format!(
-            "{}|{}",
-            self.created_at.timestamp_micros(),
-            self.reservation_id
-        )
-    }
-
-    fn from_cursor_text(text: &str) -> Option<Self> {
-        let (micros, id) = text.split_once('|')?;
-        Some(Self {
-            created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
-            reservation_id: id.parse().ok()?,
-        })
-    }
-}
-
-impl ListKey {
-    pub fn of(reservation: &Reservation) -> Self {
-        Self {
-            created_at: reservation.created_at,
-            reservation_id: reservation.id().as_uuid(),
-        }
+/// A reservation's place in its lists: newest first, ties broken by id.
+pub fn list_key(reservation: &Reservation) -> CreatedKey {
+    CreatedKey {
+        created_at: reservation.created_at,
+        id: reservation.id().as_uuid(),
     }
 }
 
@@ -418,12 +392,9 @@ pub enum Owner<'a> {
 pub async fn list(
     db: &impl GenericClient,
     owner: Owner<'_>,
-    page: &PageRequest<ListKey>,
+    page: &PageRequest<CreatedKey>,
 ) -> Result<Vec<Reservation>, tokio_postgres::Error> {
-    let (after_time, after_id) = match &page.after {
-        Some(key) => (Some(key.created_at), Some(key.reservation_id)),
-        None => (None, None),
-    };
+    let (after_time, after_id) = page.after_pair();
     let limit = page.limit + 1;
     // One statement per owner kind, so each is planned against its own index.
     let (filter, owner_param): (&str, Option<&(dyn tokio_postgres::types::ToSql + Sync)>) =

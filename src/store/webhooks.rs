@@ -8,7 +8,7 @@ use tokio_postgres::Row;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::page::{CursorKey, PageRequest};
+use super::page::{CreatedKey, PageRequest};
 use crate::config::Secret;
 use crate::domain::{
     EventType, Payment, PaymentStatus, Reservation, ReservationId, ReservationStatus, Stay,
@@ -42,27 +42,6 @@ impl SigningEndpoint {
         let endpoint = &self.endpoint;
         (self.every_type || endpoint.event_types.contains(&kind))
             && endpoint.hotel_id.is_none_or(|hotel| hotel == hotel_id)
-    }
-}
-
-/// The key endpoint and delivery lists run by: oldest first, ties broken by id.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct CreatedKey {
-    pub created_at: DateTime<Utc>,
-    pub id: Uuid,
-}
-
-impl CursorKey for CreatedKey {
-    fn to_cursor_text(&self) -> String {
-        format!("{}|{}", self.created_at.timestamp_micros(), self.id)
-    }
-
-    fn from_cursor_text(text: &str) -> Option<Self> {
-        let (micros, id) = text.split_once('|')?;
-        Some(Self {
-            created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
-            id: id.parse().ok()?,
-        })
     }
 }
 
@@ -138,10 +117,7 @@ pub async fn endpoints(
     db: &impl GenericClient,
     page: &PageRequest<CreatedKey>,
 ) -> Result<Vec<Endpoint>, tokio_postgres::Error> {
-    let (after_time, after_id) = match &page.after {
-        Some(key) => (Some(key.created_at), Some(key.id)),
-        None => (None, None),
-    };
+    let (after_time, after_id) = page.after_pair();
     let sql = format!(
         "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints \
          WHERE $1::timestamptz IS NULL OR (created_at, endpoint_id) > ($1, $2) \
@@ -203,7 +179,8 @@ impl DeliveryStatus {
         }
     }
 
-    fn from_column(text: &str) -> Option<Self> {
+    /// A status by its name, as the table and the API's `?status=` write it.
+    pub fn parse(text: &str) -> Option<Self> {
         [Self::Pending, Self::Succeeded, Self::Failed]
             .into_iter()
             .find(|status| status.as_str() == text)
@@ -239,7 +216,7 @@ const DELIVERY_COLUMNS: &str = "d.delivery_id, d.endpoint_id, d.event_id, e.type
 fn delivery_from_row(row: &Row) -> Result<Delivery, tokio_postgres::Error> {
     let status: &str = row.try_get("status")?;
     // The table's CHECK allows only the three; anything else is not this code's table.
-    let status = DeliveryStatus::from_column(status).unwrap_or(DeliveryStatus::Failed);
+    let status = DeliveryStatus::parse(status).unwrap_or(DeliveryStatus::Failed);
     Ok(Delivery {
         id: row.try_get("delivery_id")?,
         endpoint_id: row.try_get("endpoint_id")?,
@@ -265,10 +242,7 @@ pub async fn deliveries(
     status: Option<DeliveryStatus>,
     page: &PageRequest<CreatedKey>,
 ) -> Result<Vec<Delivery>, tokio_postgres::Error> {
-    let (after_time, after_id) = match &page.after {
-        Some(key) => (Some(key.created_at), Some(key.id)),
-        None => (None, None),
-    };
+    let (after_time, after_id) = page.after_pair();
     let sql = format!(
         "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d JOIN events e USING (event_id) \
          WHERE d.endpoint_id = $1 AND ($2::text IS NULL OR d.status = $2) \
@@ -333,24 +307,17 @@ pub async fn retry(
     })
 }
 
-/// An event fanned out to endpoints.
-#[derive(Debug)]
-pub struct FannedOut {
-    pub events: u64,
-    pub deliveries: u64,
-}
-
 /// Fans out up to `limit` of the oldest events not fanned out yet: a pending delivery to
 /// each endpoint that wants it, due now, to give up on after `window`. One transaction,
 /// so an event is fanned out once however many steps overlap (rows another step holds are
-/// skipped).
+/// skipped). Answers how many events it fanned out.
 pub async fn fan_out(
     db: &mut deadpool_postgres::Object,
     endpoints: &[SigningEndpoint],
     now: DateTime<Utc>,
     window: chrono::Duration,
     limit: i64,
-) -> Result<FannedOut, tokio_postgres::Error> {
+) -> Result<u64, tokio_postgres::Error> {
     let tx = db.transaction().await?;
     let events = tx
         .query(
@@ -381,9 +348,7 @@ pub async fn fan_out(
             reservation_ids.push(event.try_get::<_, Uuid>("reservation_id")?);
         }
     }
-    let deliveries = if ids.is_empty() {
-        0
-    } else {
+    if !ids.is_empty() {
         tx.execute(
             &tx.prepare_cached(
                 "INSERT INTO webhook_deliveries (delivery_id, endpoint_id, event_id, seq, \
@@ -404,13 +369,10 @@ pub async fn fan_out(
                 &(now + window),
             ],
         )
-        .await?
-    };
+        .await?;
+    }
     tx.commit().await?;
-    Ok(FannedOut {
-        events: events.len() as u64,
-        deliveries,
-    })
+    Ok(events.len() as u64)
 }
 
 /// Fails the pending deliveries of endpoints that no longer exist: those not in `live`, the
@@ -551,7 +513,7 @@ pub async fn record_attempt(
             ],
         )
         .await?;
-    Ok(row.and_then(|row| DeliveryStatus::from_column(row.get(0))))
+    Ok(row.and_then(|row| DeliveryStatus::parse(row.get(0))))
 }
 
 /// When the oldest event still undelivered was made: the oldest pending delivery's event,
