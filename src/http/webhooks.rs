@@ -244,8 +244,8 @@ pub struct PaymentData {
 /// What a payment event did.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PaymentEventAnswer {
-    /// `confirmed`, `mismatched`, `refund_requested`, `failed`, `refunded`,
-    /// `already_paid`, `duplicate` (this `webhook-id` was processed before),
+    /// `confirmed`, `mismatched`, `refund_requested`, `failed`, `refunded`, `duplicate`
+    /// (this `webhook-id`, or this payment under another, was processed before),
     /// `unknown_reservation` or `ignored`.
     outcome: String,
 }
@@ -254,8 +254,10 @@ pub struct PaymentEventAnswer {
 /// `INNKEEPER_PAYMENT_WEBHOOK_SECRET`. `payment.succeeded` confirms a pending reservation
 /// paid in full while its hold lasts; a payment that comes after the hold ended or after a
 /// cancel takes no nights back and asks for its refund (`refund.requested`); a failed
-/// payment leaves the hold until it expires, so the guest can pay again. Each
-/// `webhook-id` is processed once; a repeat answers 200 and changes nothing.
+/// payment leaves the hold until it expires, so the guest can pay again. A payment of the
+/// wrong amount or currency is asked back once the stay ends or another payment replaces
+/// it. Each `webhook-id`, and each payment, is processed once; a repeat answers 200 and
+/// changes nothing.
 #[utoipa::path(post, path = "/v1/payments/events", tag = "webhooks",
     request_body = PaymentEventBody,
     responses(

@@ -91,13 +91,12 @@ pub const WEBHOOK_OLDEST_UNDELIVERED: &str = "innkeeper_webhook_oldest_undeliver
 pub const PAYMENT_EVENTS: &str = "innkeeper_payment_events_total";
 
 /// Every `outcome` of [`PAYMENT_EVENTS`]: those of `apply_payment()`, and `bad_signature`.
-pub const PAYMENT_OUTCOMES: [&str; 10] = [
+pub const PAYMENT_OUTCOMES: [&str; 9] = [
     "duplicate",
     "unknown_reservation",
     "confirmed",
     "mismatched",
     "refund_requested",
-    "already_paid",
     "failed",
     "refunded",
     "ignored",

@@ -497,7 +497,7 @@ async fn post_payment(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-/// A payment event for `reservation`, signed now.
+/// A payment event for `reservation`, in its currency, signed now.
 async fn pay(
     app: &TestApp,
     secret: &str,
@@ -507,16 +507,58 @@ async fn pay(
     payment_id: &str,
     amount_cents: i64,
 ) -> String {
+    let currency = reservation["currency"].as_str().unwrap();
+    let payment = (payment_id, amount_cents, currency);
+    pay_in(app, secret, webhook_id, kind, reservation, payment).await
+}
+
+/// A payment event for `reservation` of `(payment_id, amount_cents, currency)`, signed now.
+async fn pay_in(
+    app: &TestApp,
+    secret: &str,
+    webhook_id: &str,
+    kind: &str,
+    reservation: &Value,
+    (payment_id, amount_cents, currency): (&str, i64, &str),
+) -> String {
     let body = json!({"type": kind, "data": {
         "payment_id": payment_id,
         "reservation_id": reservation["reservation_id"],
         "amount_cents": amount_cents,
-        "currency": reservation["currency"],
+        "currency": currency,
     }});
     let now = chrono::Utc::now().timestamp();
     let (status, answer) = post_payment(app, secret, webhook_id, now, &body).await;
     assert_eq!(status, 200, "{answer}");
     answer["outcome"].as_str().unwrap().to_owned()
+}
+
+/// An app that takes payment events signed with the provider secret it answers, and a
+/// receiver subscribed to `event_types`.
+async fn saga(event_types: Value) -> (TestApp, String, Receiver) {
+    let secret = provider_secret();
+    let app = TestApp::spawn_with(Options {
+        env: vec![("INNKEEPER_PAYMENT_WEBHOOK_SECRET", secret.clone())],
+        ..Options::default()
+    })
+    .await;
+    let receiver = Receiver::default();
+    subscribe(
+        &app,
+        json!({"url": receiver.start().await, "event_types": event_types}),
+    )
+    .await;
+    (app, secret, receiver)
+}
+
+/// Cancels `reservation` as `token`; the canceled reservation.
+async fn cancel(app: &TestApp, reservation: &Value, token: &str) -> Value {
+    let id = reservation["reservation_id"].as_str().unwrap();
+    let (status, canceled) = app
+        .post(&format!("/v1/reservations/{id}/cancel"), token, &json!({}))
+        .await;
+    assert_eq!(status, 200, "{canceled}");
+    canceled
 }
 
 async fn reservation(app: &TestApp, reservation: &Value) -> Value {
@@ -534,22 +576,10 @@ async fn reservation(app: &TestApp, reservation: &Value) -> Value {
 /// leaves the stay pending, recorded; a failed payment leaves the hold.
 #[tokio::test]
 async fn the_payment_saga_confirms_refunds_and_never_takes_nights_back() {
-    let secret = provider_secret();
-    let app = TestApp::spawn_with(Options {
-        env: vec![("INNKEEPER_PAYMENT_WEBHOOK_SECRET", secret.clone())],
-        ..Options::default()
-    })
-    .await;
+    let (app, secret, receiver) = saga(json!(["reservation.confirmed", "refund.requested"])).await;
     let (hotel, room_type) = app
         .hotel_with_inventory(1.0, 1, app.night_at_start(1), 2)
         .await;
-    let receiver = Receiver::default();
-    subscribe(
-        &app,
-        json!({"url": receiver.start().await,
-               "event_types": ["reservation.confirmed", "refund.requested"]}),
-    )
-    .await;
 
     let paid = book(&app, hotel, room_type, "g1").await;
     let total = paid["total_cents"].as_i64().unwrap();
@@ -583,15 +613,7 @@ async fn the_payment_saga_confirms_refunds_and_never_takes_nights_back() {
     assert_eq!(outcome, "duplicate");
     assert_eq!(reservation(&app, &paid).await, stored);
 
-    let id = paid["reservation_id"].as_str().unwrap();
-    let (status, canceled) = app
-        .post(
-            &format!("/v1/reservations/{id}/cancel"),
-            &app.staff(),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    let canceled = cancel(&app, &paid, &app.staff()).await;
     assert_eq!(canceled["payment"]["status"], "refund_requested");
     assert_eq!(
         app.reserved_in_postgres(hotel, room_type, app.night_at_start(1))
@@ -682,7 +704,7 @@ async fn the_payment_saga_confirms_refunds_and_never_takes_nights_back() {
         "a failed payment leaves the hold, to pay again"
     );
 
-    deliver_until(&app, || receiver.got().len() == 4).await;
+    deliver_until(&app, || receiver.got().len() == 5).await;
     // Events of different reservations may arrive in any order; each one's in its own.
     let events: Vec<(Value, Value, Value)> = receiver
         .got()
@@ -713,7 +735,150 @@ async fn the_payment_saga_confirms_refunds_and_never_takes_nights_back() {
     assert_eq!(of(&late), vec![(json!("refund.requested"), json!("pay-3"))]);
     assert_eq!(
         of(&wrong),
-        vec![(json!("reservation.confirmed"), Value::Null)]
+        vec![
+            (json!("refund.requested"), json!("pay-4")),
+            (json!("reservation.confirmed"), Value::Null),
+        ],
+        "the mismatched payment the right one replaced goes back"
+    );
+}
+
+/// A payment re-sent under another webhook-id is processed once, so its refund is asked
+/// for once. A mismatched payment goes back when the hold expires or the stay is
+/// canceled; a payment for a stay archived since goes back. A refund counts only for a
+/// payment the stay had, in its currency.
+#[tokio::test]
+async fn no_payment_is_kept_or_given_back_twice() {
+    let (app, secret, receiver) = saga(json!(["refund.requested"])).await;
+    let (hotel, room_type) = app
+        .hotel_with_inventory(1.0, 1, app.night_at_start(1), 2)
+        .await;
+
+    let canceled = book(&app, hotel, room_type, "g1").await;
+    let total = canceled["total_cents"].as_i64().unwrap();
+    let paid = |app, webhook_id, payment_id| {
+        pay(
+            app,
+            &secret,
+            webhook_id,
+            "payment.succeeded",
+            &canceled,
+            payment_id,
+            total,
+        )
+    };
+    assert_eq!(paid(&app, "evt-1", "pay-1").await, "confirmed");
+    assert_eq!(
+        paid(&app, "evt-1-again", "pay-1").await,
+        "duplicate",
+        "the same payment under a new webhook-id"
+    );
+    cancel(&app, &canceled, &app.staff()).await;
+    assert_eq!(paid(&app, "evt-2", "pay-2").await, "refund_requested");
+    assert_eq!(paid(&app, "evt-2-again", "pay-2").await, "duplicate");
+    let refund = |webhook_id, payment| {
+        pay_in(
+            &app,
+            &secret,
+            webhook_id,
+            "refund.succeeded",
+            &canceled,
+            payment,
+        )
+    };
+    assert_eq!(
+        refund("evt-3", ("pay-unknown", total, "EUR")).await,
+        "ignored"
+    );
+    assert_eq!(refund("evt-4", ("pay-1", total, "USD")).await, "ignored");
+    assert_eq!(
+        refund("evt-5", ("pay-2", total, "EUR")).await,
+        "refunded",
+        "the second payment's refund is recorded"
+    );
+    let stored = reservation(&app, &canceled).await;
+    assert_eq!(
+        stored["payment"],
+        json!({"status": "refund_requested", "payment_id": "pay-1", "amount_cents": total,
+               "refunded_cents": 0}),
+        "only a refund of the payment the stay shows counts on it"
+    );
+
+    let expired = book(&app, hotel, room_type, "g2").await;
+    let short = ("pay-3", total - 1, "EUR");
+    let outcome = pay_in(&app, &secret, "evt-6", "payment.succeeded", &expired, short).await;
+    assert_eq!(outcome, "mismatched");
+    app.clock.advance(chrono::Duration::minutes(16));
+    app.state.jobs.sweeper.run_once().await.unwrap();
+    let stored = reservation(&app, &expired).await;
+    assert_eq!(stored["status"], "expired");
+    assert_eq!(stored["payment"]["status"], "refund_requested");
+
+    let dropped = book(&app, hotel, room_type, "g3").await;
+    let dollars = ("pay-4", total, "USD");
+    let outcome = pay_in(
+        &app,
+        &secret,
+        "evt-7",
+        "payment.succeeded",
+        &dropped,
+        dollars,
+    )
+    .await;
+    assert_eq!(outcome, "mismatched");
+    cancel(&app, &dropped, &app.guest("g3")).await;
+
+    let archived = book(&app, hotel, room_type, "g4").await;
+    app.clock.advance(chrono::Duration::days(40));
+    let report = app.state.jobs.archiver.run_once().await.unwrap();
+    assert_eq!(report.reservations_archived, 4);
+    let outcome = pay(
+        &app,
+        &secret,
+        "evt-8",
+        "payment.succeeded",
+        &archived,
+        "pay-5",
+        total,
+    )
+    .await;
+    assert_eq!(outcome, "refund_requested", "a stay archived since");
+
+    deliver_until(&app, || receiver.got().len() == 5).await;
+    app.state.jobs.webhooks.run_once().await.unwrap();
+    let mut refunds: Vec<(Value, Value, Value, Value)> = receiver
+        .got()
+        .iter()
+        .map(|r| {
+            let body = r.json();
+            let refund = &body["refund"];
+            (
+                body["data"]["reservation_id"].clone(),
+                refund["payment_id"].clone(),
+                refund["amount_cents"].clone(),
+                refund["currency"].clone(),
+            )
+        })
+        .collect();
+    refunds.sort_by_key(|refund| refund.1.to_string());
+    let expect = |reservation: &Value, payment: &str, amount: i64, currency: &str| {
+        (
+            reservation["reservation_id"].clone(),
+            json!(payment),
+            json!(amount),
+            json!(currency),
+        )
+    };
+    assert_eq!(
+        refunds,
+        vec![
+            expect(&canceled, "pay-1", total, "EUR"),
+            expect(&canceled, "pay-2", total, "EUR"),
+            expect(&expired, "pay-3", total - 1, "EUR"),
+            expect(&dropped, "pay-4", total, "USD"),
+            expect(&archived, "pay-5", total, "EUR"),
+        ],
+        "every payment that does not stand for a stay is asked back, once"
     );
 }
 
