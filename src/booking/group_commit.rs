@@ -265,9 +265,12 @@ impl GroupCommitter {
         loop {
             attempts += 1;
             let started = Instant::now();
-            let result = tokio::time::timeout(self.timeout, reservations::book(&db, stay))
-                .await
-                .map_err(|_elapsed| BookingError::Unavailable("the database"))?;
+            let Ok(result) =
+                tokio::time::timeout(self.timeout, reservations::book(&db, stay)).await
+            else {
+                discard(db);
+                return Err(BookingError::Unavailable("the database"));
+            };
             telemetry::observe_transaction("book", started);
             match result {
                 Err(error) if attempts < DEADLOCK_RETRIES && error.is_deadlock() => {
@@ -298,7 +301,10 @@ impl GroupCommitter {
             )
         };
         let result = match tokio::time::timeout(self.timeout, attempt).await {
-            Err(_elapsed) => Together::Uncertain(anyhow::anyhow!("the group commit timed out")),
+            Err(_elapsed) => {
+                discard(db);
+                Together::Uncertain(anyhow::anyhow!("the group commit timed out"))
+            }
             Ok((begun, booked, committed)) => match booked {
                 // Postgres refused the statement, so its transaction rolled back (the
                 // COMMIT answers ROLLBACK): a booking that does not fit, or a deadlock.
@@ -317,6 +323,17 @@ impl GroupCommitter {
         telemetry::observe_transaction("book", started);
         result
     }
+}
+
+/// Closes a connection whose transaction outlived its deadline rather than giving it back to
+/// the pool: no other booking then queues behind it, and a transaction that has not
+/// reached its COMMIT is rolled back by the server once it finds its client gone. One
+/// that commits all the same was answered 503 (uncertain) and its deductions given back:
+/// it journaled its nights in the same transaction, so the reconciler's next pass puts
+/// Redis right, Postgres' own capacity check bars any oversell meanwhile, and the guest's
+/// retry with the same id answers what happened.
+fn discard(db: deadpool_postgres::Object) {
+    drop(deadpool_postgres::Object::take(db));
 }
 
 /// Sends a booking its answer; the stay when the answer is that it was created.
