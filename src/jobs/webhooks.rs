@@ -23,6 +23,7 @@
 //! `refund.requested`), rendered from the event row, so every attempt sends the same bytes
 //! under the same `webhook-id` (the event's id).
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,7 +32,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde::Serialize;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{oneshot, Notify, Semaphore};
 use uuid::Uuid;
 
 use crate::clock::Clock;
@@ -63,6 +64,18 @@ const STEP_BUDGET: Duration = Duration::from_secs(1);
 /// Longest wait between two attempts of a delivery.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 
+/// How long the first attempt to end waits for others to be recorded with it: a few
+/// milliseconds more before a place in the queue is free, against a statement per attempt.
+const RECORD_LINGER: Duration = Duration::from_millis(10);
+
+/// How often a shard's step measures the oldest undelivered event and prunes: both read
+/// the whole backlog, and the alert on the age waits minutes.
+const TIDY_EVERY: Duration = Duration::from_secs(5);
+
+/// The outbox's tables are analyzed once this process has fanned out twice this many
+/// events on a shard, and again each time the count doubles (see [`webhooks::analyze`]).
+const ANALYZE_FIRST: u64 = 500;
+
 /// Events fanned out per statement.
 const FAN_OUT_BATCH: i64 = 1000;
 
@@ -80,6 +93,50 @@ pub struct Deliverer {
     lanes: Arc<Mutex<HashMap<Uuid, Arc<Lane>>>>,
     /// Wakes a step waiting for room when an attempt ends.
     answered: Arc<Notify>,
+    /// Per shard: the attempts that ended and wait to be recorded. A key is present
+    /// exactly while a task records that shard's.
+    unrecorded: Arc<Mutex<HashMap<usize, Vec<Unrecorded>>>>,
+    /// Per shard: what its last step saw, for the work a step need not do every time.
+    kept: Arc<Mutex<HashMap<usize, Kept>>>,
+}
+
+/// What a shard's last step saw.
+#[derive(Default)]
+struct Kept {
+    /// The endpoints it listed (none before this process's first step on the shard): only
+    /// when one of them is gone can a pending delivery be an orphan.
+    live: Option<Vec<Uuid>>,
+    /// When it last measured the oldest undelivered event and pruned.
+    tidied_at: Option<std::time::Instant>,
+    /// Events this process fanned out on the shard, and how many it had when it last had
+    /// the outbox's tables analyzed.
+    fanned_out: u64,
+    analyzed_at: u64,
+}
+
+/// An attempt that ended, to be recorded: its delivery, how it went, when it is due again
+/// if it failed, and who waits for the delivery's status after it.
+type Unrecorded = (
+    Uuid,
+    Attempt,
+    DateTime<Utc>,
+    oneshot::Sender<Option<DeliveryStatus>>,
+);
+
+/// Hands a shard's recording on if the task recording it stops before its queue is empty
+/// (a panic): the attempts queued then go unrecorded, and their claims lapse.
+struct Recording<'a> {
+    deliverer: &'a Deliverer,
+    shard: usize,
+    finished: bool,
+}
+
+impl Drop for Recording<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.deliverer.lock_records().remove(&self.shard);
+        }
+    }
 }
 
 /// One endpoint's deliveries in flight from this process.
@@ -192,6 +249,8 @@ impl Deliverer {
             retry_base,
             lanes: Arc::new(Mutex::new(HashMap::new())),
             answered: Arc::new(Notify::new()),
+            unrecorded: Arc::new(Mutex::new(HashMap::new())),
+            kept: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -228,8 +287,9 @@ impl Deliverer {
     }
 
     /// Fans out what is new and starts the attempts that are due, again while endpoints
-    /// have a backlog (within [`STEP_BUDGET`]); then fails what was meant for deleted
-    /// endpoints and reports how old the oldest undelivered event is.
+    /// have a backlog (within [`STEP_BUDGET`]); then, if an endpoint is gone since the last
+    /// step, fails what was meant for it, and every [`TIDY_EVERY`] reports how old the
+    /// oldest undelivered event is and prunes.
     pub async fn run_on(&self, shard: &Shard) -> anyhow::Result<StepReport> {
         let listed_at = self.clock.now();
         let endpoints = webhooks::signing_endpoints(&self.shards.catalog().get().await?).await?;
@@ -304,13 +364,13 @@ impl Deliverer {
                 };
                 let deliverer = self.clone();
                 let endpoint = endpoints[index].clone();
-                let pool = shard.pool.clone();
+                let (pool, shard_index) = (shard.pool.clone(), shard.index);
                 tokio::spawn(async move {
                     let lane = place.lane.clone();
                     // Closed never: the semaphore lives as long as its lane.
                     let connection = lane.connections.clone().acquire_owned().await;
                     let ok = deliverer
-                        .attempt(&pool, &endpoint, delivery, connection)
+                        .attempt(&pool, shard_index, &endpoint, delivery, connection)
                         .await;
                     lane.healthy.store(ok, Ordering::Relaxed);
                     drop(place);
@@ -327,17 +387,50 @@ impl Deliverer {
             let _ = tokio::time::timeout(Duration::from_millis(50), self.answered.notified()).await;
         }
 
+        let (endpoint_gone, tidy, analyze) = {
+            let mut kept = self.lock_kept();
+            let kept = kept.entry(shard.index).or_default();
+            kept.fanned_out += report.events_fanned_out;
+            let analyze = kept.fanned_out >= kept.analyzed_at.max(ANALYZE_FIRST) * 2;
+            if analyze {
+                kept.analyzed_at = kept.fanned_out;
+            }
+            let gone = kept
+                .live
+                .as_ref()
+                .is_none_or(|before| before.iter().any(|id| !live.contains(id)));
+            let tidy = kept.tidied_at.is_none_or(|at| at.elapsed() >= TIDY_EVERY);
+            if tidy {
+                kept.tidied_at = Some(std::time::Instant::now());
+            }
+            (gone, tidy, analyze)
+        };
+        if analyze {
+            webhooks::analyze(&db).await?;
+        }
         let now = self.clock.now();
-        let orphaned = webhooks::fail_orphans(&db, &live, listed_at, now).await?;
-        ::metrics::counter!(WEBHOOK_DELIVERIES, "outcome" => "failed").increment(orphaned);
-        let oldest = webhooks::oldest_undelivered(&db).await?;
-        let age = oldest.map_or(0.0, |at| {
-            (now - at).num_milliseconds().max(0) as f64 / 1000.0
-        });
-        ::metrics::gauge!(WEBHOOK_OLDEST_UNDELIVERED, "shard" => (shard.index + 1).to_string())
-            .set(age);
-        webhooks::prune(&db, now - RETENTION).await?;
+        if endpoint_gone {
+            let orphaned = webhooks::fail_orphans(&db, &live, listed_at, now).await?;
+            ::metrics::counter!(WEBHOOK_DELIVERIES, "outcome" => "failed").increment(orphaned);
+        }
+        // Only once its orphans are failed: a step that could not fail them tries again.
+        self.lock_kept().entry(shard.index).or_default().live = Some(live);
+        if tidy {
+            let oldest = webhooks::oldest_undelivered(&db).await?;
+            let age = oldest.map_or(0.0, |at| {
+                (now - at).num_milliseconds().max(0) as f64 / 1000.0
+            });
+            ::metrics::gauge!(WEBHOOK_OLDEST_UNDELIVERED, "shard" => (shard.index + 1).to_string())
+                .set(age);
+            webhooks::prune(&db, now - RETENTION).await?;
+        }
         Ok(report)
+    }
+
+    fn lock_kept(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Kept>> {
+        self.kept
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Sends one delivery and records how it went; whether the endpoint acknowledged it.
@@ -346,6 +439,7 @@ impl Deliverer {
     async fn attempt<P>(
         &self,
         pool: &deadpool_postgres::Pool,
+        shard: usize,
         endpoint: &SigningEndpoint,
         due: Due,
         connection: P,
@@ -375,29 +469,113 @@ impl Deliverer {
             (false, None) => "unreachable",
         };
         ::metrics::counter!(WEBHOOK_ATTEMPTS, "result" => result).increment(1);
-        let now = self.clock.now();
-        let retry_at = now + self.backoff(due.attempts + 1);
-        let recorded = async {
-            let db = pool.get().await?;
-            anyhow::Ok(
-                webhooks::record_attempt(&db, due.delivery_id, &outcome, now, retry_at).await?,
-            )
-        };
-        match recorded.await {
-            Ok(Some(DeliveryStatus::Succeeded)) => {
+        let retry_at = self.clock.now() + self.backoff(due.attempts + 1);
+        let succeeded = outcome.succeeded;
+        match self
+            .record(pool, shard, due.delivery_id, outcome, retry_at)
+            .await
+        {
+            Some(Some(DeliveryStatus::Succeeded)) => {
                 ::metrics::counter!(WEBHOOK_DELIVERIES, "outcome" => "succeeded").increment(1);
             }
-            Ok(Some(DeliveryStatus::Failed)) => {
+            Some(Some(DeliveryStatus::Failed)) => {
                 tracing::warn!(delivery = %due.delivery_id, endpoint = %due.endpoint_id, "a webhook delivery failed for good; staff may retry it");
                 ::metrics::counter!(WEBHOOK_DELIVERIES, "outcome" => "failed").increment(1);
             }
-            Ok(_) => {}
             // Its claim lapses and it is sent again: at least once.
-            Err(error) => {
-                tracing::warn!(delivery = %due.delivery_id, error = format!("{error:#}"), "could not record a webhook attempt")
+            None => {
+                tracing::warn!(delivery = %due.delivery_id, "could not record a webhook attempt")
+            }
+            Some(_) => {}
+        }
+        succeeded
+    }
+
+    /// Records an attempt together with the others of its shard that end meanwhile: the
+    /// first to arrive records, after [`RECORD_LINGER`], every attempt queued by then, in
+    /// one statement, and again while more arrive; the rest wait for their answer. None
+    /// when it could not be recorded.
+    async fn record(
+        &self,
+        pool: &deadpool_postgres::Pool,
+        shard: usize,
+        delivery_id: Uuid,
+        attempt: Attempt,
+        retry_at: DateTime<Utc>,
+    ) -> Option<Option<DeliveryStatus>> {
+        let (answer, answered) = oneshot::channel();
+        let records = {
+            let mut queues = self.lock_records();
+            match queues.entry(shard) {
+                Entry::Occupied(mut queue) => {
+                    queue
+                        .get_mut()
+                        .push((delivery_id, attempt, retry_at, answer));
+                    false
+                }
+                Entry::Vacant(queue) => {
+                    queue.insert(vec![(delivery_id, attempt, retry_at, answer)]);
+                    true
+                }
+            }
+        };
+        if records {
+            self.record_queued(pool, shard).await;
+        }
+        answered.await.ok()
+    }
+
+    /// Records the shard's queued attempts until none is left. If this panics, the guard
+    /// hands the shard on: the attempts it held are unrecorded (their claims lapse), and
+    /// the next attempt to end records again.
+    async fn record_queued(&self, pool: &deadpool_postgres::Pool, shard: usize) {
+        let mut guard = Recording {
+            deliverer: self,
+            shard,
+            finished: false,
+        };
+        loop {
+            tokio::time::sleep(RECORD_LINGER).await;
+            let batch = {
+                let mut queues = self.lock_records();
+                let queue = queues.entry(shard).or_default();
+                if queue.is_empty() {
+                    queues.remove(&shard);
+                    guard.finished = true;
+                    return;
+                }
+                std::mem::take(queue)
+            };
+            let now = self.clock.now();
+            let attempts: Vec<(Uuid, Attempt, DateTime<Utc>)> = batch
+                .iter()
+                .map(|(id, attempt, retry_at, _)| (*id, attempt.clone(), *retry_at))
+                .collect();
+            let recorded = async {
+                let mut db = pool.get().await?;
+                anyhow::Ok(webhooks::record_attempts(&mut db, &attempts, now).await?)
+            };
+            match recorded.await {
+                Ok(statuses) => {
+                    for ((_, _, _, answer), status) in batch.into_iter().zip(statuses) {
+                        let _ = answer.send(status);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        attempts = attempts.len(),
+                        error = format!("{error:#}"),
+                        "could not record webhook attempts"
+                    )
+                }
             }
         }
-        outcome.succeeded
+    }
+
+    fn lock_records(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Vec<Unrecorded>>> {
+        self.unrecorded
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Posts the delivery's signed body; the status of the answer, or why none came.

@@ -187,6 +187,9 @@ impl DeliveryStatus {
     }
 }
 
+/// How many candidates a pick reads for each place it has room for.
+const CANDIDATES_PER_PICK: i64 = 4;
+
 /// One event to one endpoint, as staff see it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Delivery {
@@ -308,7 +311,8 @@ pub async fn retry(
 }
 
 /// Fans out up to `limit` of the oldest events not fanned out yet: a pending delivery to
-/// each endpoint that wants it, due now, to give up on after `window`. One transaction,
+/// each endpoint that wants it, due now (or when the reservation's earlier event pending
+/// for that endpoint is, if later: it cannot go first), to give up on after `window`. One transaction,
 /// so an event is fanned out once however many steps overlap (rows another step holds are
 /// skipped). Answers how many events it fanned out.
 pub async fn fan_out(
@@ -353,7 +357,13 @@ pub async fn fan_out(
             &tx.prepare_cached(
                 "INSERT INTO webhook_deliveries (delivery_id, endpoint_id, event_id, seq, \
                      reservation_id, next_attempt_at, give_up_at, created_at, updated_at) \
-                 SELECT d.*, $6::timestamptz, $7::timestamptz, $6, $6 \
+                 SELECT d.*, \
+                        greatest($6::timestamptz, \
+                                 (SELECT max(p.next_attempt_at) FROM webhook_deliveries p \
+                                  WHERE p.endpoint_id = d.endpoint_id \
+                                    AND p.reservation_id = d.reservation_id \
+                                    AND p.status = 'pending')), \
+                        $7::timestamptz, $6, $6 \
                  FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[], $5::uuid[]) \
                       AS d(delivery_id, endpoint_id, event_id, seq, reservation_id) \
                  ON CONFLICT (endpoint_id, event_id) DO NOTHING",
@@ -411,13 +421,17 @@ pub struct Due {
 }
 
 /// Picks the deliveries due now, at most `free[i]` for endpoint `endpoints[i]` (so one
-/// endpoint's backlog never crowds out another's), longest due first (the order of the
-/// index the scan walks, so it stops at the limit), each only when no
+/// endpoint's backlog never crowds out another's), longest due first, each only when no
 /// earlier event of its reservation is still to be sent to that endpoint (or still to be
-/// fanned out): a reservation's events reach an endpoint in order. Each check is a
-/// subquery per candidate on the in-order index, never a join: planned as an anti-join
-/// over a backlog of thousands, it went quadratic. Picking claims each
+/// fanned out): a reservation's events reach an endpoint in order. Picking claims each
 /// until `claim_until` (past the attempt's timeout), so no other step sends it meanwhile.
+///
+/// The candidates are read first, [`CANDIDATES_PER_PICK`] times as many as there is room
+/// for, from the due index, and only they are checked for order: checked row by row as the
+/// index is walked, a plan that sorted after filtering checked the whole backlog (a second
+/// a pick over 40,000 pending), and an anti-join over it went quadratic. A later event is
+/// never due before its earlier one (see [`fan_out`] and [`record_attempts`]), so few
+/// candidates wait behind another.
 pub async fn pick_due(
     db: &impl GenericClient,
     endpoints: &[Uuid],
@@ -428,22 +442,33 @@ pub async fn pick_due(
     let rows = db
         .query(
             &db.prepare_cached(
-                "WITH picked AS ( \
-                     SELECT r.delivery_id \
+                "WITH candidates AS MATERIALIZED ( \
+                     SELECT c.delivery_id, c.endpoint_id, c.reservation_id, c.seq, \
+                            c.next_attempt_at, f.free \
                      FROM unnest($1::uuid[], $2::bigint[]) AS f(endpoint_id, free) \
                      CROSS JOIN LATERAL ( \
-                         SELECT d.delivery_id FROM webhook_deliveries d \
+                         SELECT d.delivery_id, d.endpoint_id, d.reservation_id, d.seq, \
+                                d.next_attempt_at \
+                         FROM webhook_deliveries d \
                          WHERE d.endpoint_id = f.endpoint_id AND d.status = 'pending' \
                            AND d.next_attempt_at <= $3 \
-                           AND (SELECT p.seq FROM webhook_deliveries p \
-                                WHERE p.endpoint_id = d.endpoint_id \
-                                  AND p.reservation_id = d.reservation_id \
-                                  AND p.status = 'pending' AND p.seq < d.seq LIMIT 1) IS NULL \
-                           AND (SELECT e.seq FROM events e \
-                                WHERE e.reservation_id = d.reservation_id \
-                                  AND NOT e.fanned_out AND e.seq < d.seq LIMIT 1) IS NULL \
-                         ORDER BY d.next_attempt_at LIMIT f.free \
-                         FOR UPDATE OF d SKIP LOCKED) r) \
+                         ORDER BY d.next_attempt_at LIMIT f.free * $5) c), \
+                 ready AS ( \
+                     SELECT c.delivery_id, c.free, row_number() OVER ( \
+                                PARTITION BY c.endpoint_id ORDER BY c.next_attempt_at) AS n \
+                     FROM candidates c \
+                     WHERE NOT EXISTS (SELECT 1 FROM webhook_deliveries p \
+                                       WHERE p.endpoint_id = c.endpoint_id \
+                                         AND p.reservation_id = c.reservation_id \
+                                         AND p.status = 'pending' AND p.seq < c.seq) \
+                       AND NOT EXISTS (SELECT 1 FROM events e \
+                                       WHERE e.reservation_id = c.reservation_id \
+                                         AND NOT e.fanned_out AND e.seq < c.seq)), \
+                 picked AS ( \
+                     SELECT d.delivery_id FROM webhook_deliveries d \
+                     JOIN ready r ON r.delivery_id = d.delivery_id AND r.n <= r.free \
+                     WHERE d.status = 'pending' AND d.next_attempt_at <= $3 \
+                     FOR UPDATE OF d SKIP LOCKED) \
                  UPDATE webhook_deliveries d SET next_attempt_at = $4 \
                  FROM picked, events e \
                  WHERE d.delivery_id = picked.delivery_id AND e.event_id = d.event_id \
@@ -451,7 +476,7 @@ pub async fn pick_due(
                            e.type, e.created_at AS event_created_at, e.data, e.refund",
             )
             .await?,
-            &[&endpoints, &free, &now, &claim_until],
+            &[&endpoints, &free, &now, &claim_until, &CANDIDATES_PER_PICK],
         )
         .await?;
     rows.iter()
@@ -481,39 +506,78 @@ pub struct Attempt {
     pub succeeded: bool,
 }
 
-/// Records an attempt: succeeded, failed for good (its window is over), or due again at
-/// `retry_at`. Answers the delivery's status after it.
-pub async fn record_attempt(
-    db: &impl GenericClient,
-    delivery_id: Uuid,
-    attempt: &Attempt,
+/// Records attempts, one statement for all of them: each succeeded, failed for good (its
+/// window is over), or due again at its `retry_at`, and the later events of its
+/// reservation for that endpoint due no sooner than it (due now once it is done). Answers
+/// each delivery's status after it, in the order given (None for one no longer pending: a staff retry or a lapsed claim
+/// raced it). The commit is not waited on (`synchronous_commit = off`): a record lost with
+/// a crash of PostgreSQL leaves its delivery claimed, so it is sent again when the claim
+/// lapses, which at least once allows, and a flush per batch of attempts is what made
+/// deliveries cost the booking path its commit flushes.
+pub async fn record_attempts(
+    db: &mut deadpool_postgres::Object,
+    attempts: &[(Uuid, Attempt, DateTime<Utc>)],
     now: DateTime<Utc>,
-    retry_at: DateTime<Utc>,
-) -> Result<Option<DeliveryStatus>, tokio_postgres::Error> {
-    let row = db
-        .query_opt(
-            &db.prepare_cached(
-                "UPDATE webhook_deliveries SET attempts = attempts + 1, \
-                     last_status_code = $2, last_error = $3, updated_at = $4, \
-                     status = CASE WHEN $5 THEN 'succeeded' \
-                                   WHEN $6 >= give_up_at THEN 'failed' \
+) -> Result<Vec<Option<DeliveryStatus>>, tokio_postgres::Error> {
+    let ids: Vec<Uuid> = attempts.iter().map(|(id, _, _)| *id).collect();
+    let codes: Vec<Option<i32>> = attempts
+        .iter()
+        .map(|(_, attempt, _)| attempt.status_code.map(i32::from))
+        .collect();
+    let errors: Vec<Option<&str>> = attempts
+        .iter()
+        .map(|(_, attempt, _)| attempt.error.as_deref())
+        .collect();
+    let succeeded: Vec<bool> = attempts.iter().map(|(_, a, _)| a.succeeded).collect();
+    let retry_at: Vec<DateTime<Utc>> = attempts.iter().map(|(_, _, at)| *at).collect();
+    let tx = db.transaction().await?;
+    let statement = tx
+        .prepare_cached(
+            "WITH recorded AS ( \
+                 UPDATE webhook_deliveries d SET attempts = d.attempts + 1, \
+                     last_status_code = a.code, last_error = a.error, updated_at = $6, \
+                     status = CASE WHEN a.succeeded THEN 'succeeded' \
+                                   WHEN a.retry_at >= d.give_up_at THEN 'failed' \
                                    ELSE 'pending' END, \
-                     next_attempt_at = CASE WHEN $5 THEN next_attempt_at ELSE $6 END \
-                 WHERE delivery_id = $1 AND status = 'pending' \
-                 RETURNING status",
-            )
-            .await?,
-            &[
-                &delivery_id,
-                &attempt.status_code.map(i32::from),
-                &attempt.error,
-                &now,
-                &attempt.succeeded,
-                &retry_at,
-            ],
+                     next_attempt_at = CASE WHEN a.succeeded THEN d.next_attempt_at \
+                                            ELSE a.retry_at END \
+                 FROM unnest($1::uuid[], $2::int[], $3::text[], $4::bool[], \
+                             $5::timestamptz[]) AS a(delivery_id, code, error, succeeded, retry_at) \
+                 WHERE d.delivery_id = a.delivery_id AND d.status = 'pending' \
+                 RETURNING d.delivery_id, d.status, d.endpoint_id, d.reservation_id, d.seq, \
+                           d.next_attempt_at), \
+             later AS ( \
+                 UPDATE webhook_deliveries s \
+                 SET next_attempt_at = CASE WHEN r.status = 'pending' \
+                                            THEN greatest(s.next_attempt_at, r.next_attempt_at) \
+                                            ELSE least(s.next_attempt_at, $6) END \
+                 FROM recorded r \
+                 WHERE s.endpoint_id = r.endpoint_id AND s.reservation_id = r.reservation_id \
+                   AND s.status = 'pending' AND s.seq > r.seq) \
+             SELECT delivery_id, status FROM recorded",
         )
         .await?;
-    Ok(row.and_then(|row| DeliveryStatus::parse(row.get(0))))
+    tx.batch_execute("SET LOCAL synchronous_commit = off")
+        .await?;
+    let rows = tx
+        .query(
+            &statement,
+            &[&ids, &codes, &errors, &succeeded, &retry_at, &now],
+        )
+        .await?;
+    tx.commit().await?;
+    let mut recorded = std::collections::HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let status: &str = row.try_get("status")?;
+        recorded.insert(
+            row.try_get::<_, Uuid>("delivery_id")?,
+            DeliveryStatus::parse(status),
+        );
+    }
+    Ok(ids
+        .iter()
+        .map(|id| recorded.get(id).copied().flatten())
+        .collect())
 }
 
 /// When the oldest event still undelivered was made: the oldest pending delivery's event,
@@ -534,6 +598,16 @@ pub async fn oldest_undelivered(
         )
         .await?;
     row.try_get(0)
+}
+
+/// Gathers the planner's statistics of the outbox's tables. They go from empty to tens of
+/// thousands of rows within a minute of a rush, before autovacuum (which looks once a
+/// minute) analyzes them; until then the planner takes `endpoint_id`, which has a value or
+/// two, for a selective column, and looks up a reservation's pending deliveries through
+/// the due index, reading an endpoint's whole backlog for each (a second a pick, measured
+/// at 40,000 pending). The webhook job asks for it as the tables grow.
+pub async fn analyze(db: &impl GenericClient) -> Result<(), tokio_postgres::Error> {
+    db.batch_execute("ANALYZE webhook_deliveries, events").await
 }
 
 /// Deletes events made before `before` that have nothing left to send, with their

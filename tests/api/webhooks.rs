@@ -996,3 +996,107 @@ async fn an_event_committed_before_a_crash_is_delivered_after_the_restart() {
     assert_eq!(event["type"], "reservation.created");
     assert_eq!(event["data"], booked);
 }
+
+/// The pending deliveries of `endpoint`, as staff list them: (event type, attempts).
+async fn pending_of(app: &TestApp, endpoint: &str) -> Vec<(String, i64)> {
+    let (status, page) = app
+        .get_as(
+            &format!("/v1/webhook-endpoints/{endpoint}/deliveries?status=pending&limit=200"),
+            &app.staff(),
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let kind = d["event_type"].as_str().unwrap().to_owned();
+            (kind, d["attempts"].as_i64().unwrap())
+        })
+        .collect()
+}
+
+/// An endpoint that answers 500 to everything gets each reservation's first event again
+/// and again, while the later ones wait behind it, however many of them there are: waiting
+/// events never crowd the retries out of a pick (40 of them wait here; a pick reads 32
+/// candidates while the endpoint fails).
+#[tokio::test]
+async fn a_dead_endpoints_waiting_events_never_crowd_out_its_retries() {
+    let app = TestApp::spawn_with(Options {
+        env: vec![("INNKEEPER_WEBHOOK_RETRY_BASE_MS", "1000".into())],
+        ..Options::default()
+    })
+    .await;
+    let (hotel, room_type) = app
+        .hotel_with_inventory(1.0, 40, app.night_at_start(1), 2)
+        .await;
+    let receiver = Receiver::default();
+    receiver.answer_next(&[Answer::Status(500); 1000]);
+    let (endpoint, _) = subscribe(&app, json!({"url": receiver.start().await})).await;
+    for guest in 0..40 {
+        let booked = book(&app, hotel, room_type, &format!("g{guest}")).await;
+        cancel(&app, &booked, &app.staff()).await;
+    }
+
+    // Each round every retry is due (the backoff is at most 1.5 s times 2^attempts).
+    for round in 0..12 {
+        app.state.jobs.webhooks.run_once().await.unwrap();
+        app.clock
+            .advance(chrono::Duration::seconds(2 << round.min(4)));
+    }
+    let pending = pending_of(&app, &endpoint).await;
+    assert_eq!(pending.len(), 80, "{pending:?}");
+    for (kind, attempts) in &pending {
+        match kind.as_str() {
+            "reservation.created" => assert!(*attempts >= 2, "{pending:?}"),
+            _ => assert_eq!(*attempts, 0, "a later event waits: {pending:?}"),
+        }
+    }
+}
+
+/// Deleting an endpoint fails its pending deliveries at the next step, and only its own.
+#[tokio::test]
+async fn a_deleted_endpoints_pending_deliveries_fail() {
+    let app = TestApp::spawn().await;
+    let (hotel, room_type) = app
+        .hotel_with_inventory(1.0, 5, app.night_at_start(1), 2)
+        .await;
+    let (dead, alive) = (Receiver::default(), Receiver::default());
+    dead.answer_next(&[Answer::Status(500)]);
+    alive.answer_next(&[Answer::Status(500)]);
+    let (gone, _) = subscribe(&app, json!({"url": dead.start().await})).await;
+    let (kept, _) = subscribe(&app, json!({"url": alive.start().await})).await;
+    book(&app, hotel, room_type, "g").await;
+    app.state.jobs.webhooks.run_once().await.unwrap();
+    assert_eq!(pending_of(&app, &gone).await.len(), 1);
+    assert_eq!(pending_of(&app, &kept).await.len(), 1);
+
+    app.clock.advance(chrono::Duration::seconds(1));
+    let (status, _) = app
+        .delete(&format!("/v1/webhook-endpoints/{gone}"), &app.staff())
+        .await;
+    assert_eq!(status, 204);
+    app.state.jobs.webhooks.run_once().await.unwrap();
+    let client = app.db.get().await.unwrap();
+    let statuses: Vec<(Uuid, String)> = client
+        .query(
+            "SELECT endpoint_id, status FROM webhook_deliveries ORDER BY endpoint_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let failed = |id: &str| (Uuid::parse_str(id).unwrap(), "failed".to_owned());
+    let pending = |id: &str| (Uuid::parse_str(id).unwrap(), "pending".to_owned());
+    let mut expected = vec![failed(&gone), pending(&kept)];
+    expected.sort();
+    assert_eq!(statuses, expected);
+    assert_eq!(
+        dead.got().len(),
+        1,
+        "nothing more is sent to a deleted endpoint"
+    );
+}
