@@ -128,6 +128,7 @@ impl TargetArgs {
             shard_urls: self.shard_urls.clone(),
             pids: self.pid.clone(),
             settle: Duration::from_secs(self.settle_seconds),
+            load_ends: Default::default(),
         })
     }
 }
@@ -191,6 +192,11 @@ struct SuiteArgs {
     /// what checking them costs.
     #[arg(long)]
     restrictions: bool,
+    /// Subscribe a local receiver to every event first, and after the rush and the
+    /// spread report how their bookings' events were delivered (see
+    /// scenarios/webhooks.rs).
+    #[arg(long)]
+    webhook: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -260,8 +266,13 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
     let env = args.run.env().await?;
     let duration = Duration::from_secs(args.seconds);
     let mut rows = Vec::new();
+    let receiver = match args.webhook {
+        true => Some(scenarios::Receiver::subscribe(&env).await?),
+        false => None,
+    };
     if args.only != Some(Part::Spread) {
         eprintln!("[{}] rush and sold-out", env.mode);
+        let mark = receiver.as_ref().map(scenarios::Receiver::start);
         let (rush, sold_out) = scenarios::rush_and_sold_out(
             &env,
             args.run.rush_inventory,
@@ -272,7 +283,19 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
             duration,
         )
         .await?;
+        let heard = match (&receiver, mark) {
+            (Some(receiver), Some(mark)) => {
+                let created = rush.extra.get("created").copied().unwrap_or(0.0) as u64;
+                Some(
+                    receiver
+                        .settle(&env, "rush", mark, rush.elapsed_s, created)
+                        .await?,
+                )
+            }
+            _ => None,
+        };
         rows.extend([rush, sold_out]);
+        rows.extend(heard);
         eprintln!("[{}] the rush's burst on /healthz", env.mode);
         let demand = scenarios::sellable(args.run.rush_inventory) as u64 * args.rush_demand;
         rows.push(scenarios::burst_floor(&env, demand, args.rush_connections).await?);
@@ -280,7 +303,15 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         rows.push(scenarios::healthz_loop(&env, args.connections, duration).await?);
     }
     if args.only != Some(Part::Rush) {
-        spread_and_availability(&env, args.hotels, args.connections, duration, &mut rows).await?;
+        spread_and_availability(
+            &env,
+            args.hotels,
+            args.connections,
+            duration,
+            receiver.as_ref(),
+            &mut rows,
+        )
+        .await?;
     }
     args.run.write(rows)
 }
@@ -290,12 +321,27 @@ async fn spread_and_availability(
     hotels: usize,
     connections: usize,
     duration: Duration,
+    receiver: Option<&scenarios::Receiver>,
     rows: &mut Vec<Row>,
 ) -> anyhow::Result<()> {
     eprintln!("[{}] creating {} hotels", env.mode, hotels);
     let spread = Arc::new(scenarios::create_spread(env, hotels, 16).await?);
     eprintln!("[{}] spread bookings", env.mode);
-    rows.push(scenarios::spread_bookings(env, spread.clone(), connections, duration).await?);
+    let mark = receiver.map(scenarios::Receiver::start);
+    let bookings = scenarios::spread_bookings(env, spread.clone(), connections, duration).await?;
+    let heard = match (receiver, mark) {
+        (Some(receiver), Some(mark)) => {
+            let created = bookings.extra.get("created").copied().unwrap_or(0.0) as u64;
+            Some(
+                receiver
+                    .settle(env, "spread", mark, bookings.elapsed_s, created)
+                    .await?,
+            )
+        }
+        _ => None,
+    };
+    rows.push(bookings);
+    rows.extend(heard);
     eprintln!("[{}] availability reads", env.mode);
     rows.push(scenarios::availability_reads(env, spread, connections, duration).await?);
     Ok(())

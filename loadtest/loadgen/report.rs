@@ -344,6 +344,59 @@ pub fn render(raw: &Path, results: &[PathBuf]) -> anyhow::Result<String> {
             |v| v <= 0.01,
         )?;
     }
+    // A subscribed endpoint must cost the booking path little, and its deliveries keep up.
+    for prefix in ["spread", "rush", "sold out"] {
+        let Some(with) = find(prefix, WEBHOOK) else {
+            continue;
+        };
+        let (goal, met): (&str, fn(f64) -> bool) = if prefix == "spread" {
+            (">= 0.9", |v| v >= 0.9)
+        } else {
+            ("(shown)", |_| true)
+        };
+        target(
+            format!("{prefix}: throughput, one webhook endpoint / none (redis mode)"),
+            find(prefix, "redis").map(|without| with.throughput / without.throughput),
+            goal,
+            met,
+        )?;
+    }
+    if let (Some(with), Some(without)) = (find("rush", WEBHOOK), find("rush", "redis")) {
+        let sell_out = |r: &Row| r.extra.get("sell_out_s").copied().unwrap_or(f64::NAN);
+        target(
+            "rush: sell-out time, one webhook endpoint / none (redis mode)".into(),
+            Some(sell_out(with) / sell_out(without)),
+            "(shown)",
+            |_| true,
+        )?;
+    }
+    for scenario in ["spread", "rush"] {
+        let Some(heard) = find(
+            &format!("webhook deliveries during the {scenario}"),
+            WEBHOOK,
+        ) else {
+            continue;
+        };
+        let x = |key: &str| heard.extra.get(key).copied().unwrap_or(f64::NAN);
+        target(
+            format!("webhooks, {scenario}: bookings heard of by its end / created"),
+            Some(x("heard_by_end") / x("created")),
+            "(shown)",
+            |_| true,
+        )?;
+        target(
+            format!("webhooks, {scenario}: p99 ms from commit to delivery"),
+            Some(heard.p99_ms),
+            "(shown: bounded)",
+            |_| true,
+        )?;
+        target(
+            format!("webhooks, {scenario}: seconds from its end until every booking was heard of"),
+            Some(x("drain_s")),
+            "<= 5",
+            |v| v <= 5.0,
+        )?;
+    }
     target(
         "oversell, every scenario and mode".into(),
         Some(
@@ -361,6 +414,9 @@ pub fn render(raw: &Path, results: &[PathBuf]) -> anyhow::Result<String> {
 /// The mode label of the suite `loadtest/bench --topology cluster` runs on a catalog, two
 /// shards, a Redis Cluster and two instances.
 const TOPOLOGY: &str = "redis, cluster topology";
+
+/// The mode label of the suite `loadtest/bench` runs with a webhook receiver subscribed.
+const WEBHOOK: &str = "redis, one webhook endpoint";
 
 /// Transactions the catalog took during a split run.
 fn catalog_xacts(row: &Row) -> f64 {

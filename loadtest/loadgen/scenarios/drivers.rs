@@ -118,6 +118,7 @@ where
     for worker in workers {
         tally.merge(worker.await?);
     }
+    env.load_ended();
     Ok((tally, t0.elapsed().as_secs_f64()))
 }
 
@@ -157,6 +158,7 @@ pub async fn rush_and_sold_out(
         )
     })
     .await?;
+    env.load_ended();
     let rush_rss = peak_rss_mib(&env.pids);
     let xacts = counter.since(env).await?;
 

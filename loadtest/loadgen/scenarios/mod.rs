@@ -9,7 +9,9 @@
 //! 3. **spread**: bookings of 1 room for 1 or 2 nights in a random hotel of 1,000: the
 //!    commit path, with no hot rows.
 //! 4. **availability**: public availability reads of random hotels of the 1,000.
-//! 5. **overload** (its own command, run with admission control on and off): the rush at
+//! 5. with `--webhook`, a local receiver subscribed to every event hears the rush's and
+//!    the spread's bookings: how fast, how late, and how soon the backlog drains.
+//! 6. **overload** (its own command, run with admission control on and off): the rush at
 //!    ten times its demand, arriving open loop well past capacity.
 //!
 //! Every loop is bounded by a count or a deadline. Every scenario creates its own hotels.
@@ -22,8 +24,10 @@ mod drivers;
 mod overload;
 mod probes;
 mod setup;
+mod webhooks;
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::client::Target;
 
@@ -32,6 +36,7 @@ pub use drivers::{
 };
 pub use overload::{overload, Arrivals, OPEN_LOOP};
 pub use setup::{create_spread, sellable, Spread};
+pub use webhooks::Receiver;
 
 /// Everything a scenario needs to reach the service and observe it.
 pub struct Env {
@@ -50,6 +55,22 @@ pub struct Env {
     /// How long to wait for idle backends to report their transaction counts:
     /// PostgreSQL 15+ flushes an idle backend's statistics up to 10 s late.
     pub settle: Duration,
+    /// When each load of this run stopped sending (see [`Env::load_ended`]).
+    pub load_ends: Arc<Mutex<Vec<Instant>>>,
+}
+
+impl Env {
+    /// Notes that a load stopped sending now: what heard its webhooks by its end is
+    /// counted against (its row's timing starts after setup waits).
+    pub fn load_ended(&self) {
+        self.load_ends.lock().unwrap().push(Instant::now());
+    }
+
+    /// When the first load begun after `start` stopped sending, if one has.
+    pub fn load_end_after(&self, start: Instant) -> Option<Instant> {
+        let ends = self.load_ends.lock().unwrap();
+        ends.iter().copied().find(|end| *end > start)
+    }
 }
 
 pub const GENERATOR: &str = "loadgen (Rust, hyper HTTP/1.1, closed loop)";
