@@ -114,12 +114,15 @@ BEGIN
     IF NOT FOUND THEN
         RETURN 'duplicate';
     END IF;
+    -- Two deliveries of one payment under different ids wait for each other here, so the
+    -- second sees the first below even for a stay no row lock covers (an archived one).
+    PERFORM pg_advisory_xact_lock(hashtextextended('innkeeper.payment:' || p_payment_id, 0));
 
     SELECT * INTO r FROM reservations WHERE reservation_id = p_reservation_id FOR UPDATE;
     v_found := FOUND;
 
-    -- Checked under the reservation's lock: of two deliveries of one payment under
-    -- different ids, the second waits for the first and sees it.
+    -- Checked under the payment's lock: of two deliveries of one payment under different
+    -- ids, the second waits for the first and sees it.
     IF p_type = 'payment.succeeded' AND EXISTS (
         SELECT 1 FROM payment_events
         WHERE payment_id = p_payment_id AND reservation_id = p_reservation_id
@@ -161,7 +164,13 @@ BEGIN
         ELSE
             -- The hold ended, the stay was canceled, or it is paid already by another
             -- payment: the nights are not taken again behind anyone's back; the money
-            -- goes back. A stay not paid otherwise shows this payment and its refund.
+            -- goes back. A stay not paid otherwise shows this payment and its refund, and
+            -- a mismatched payment it showed goes back too.
+            IF r.payment_status = 'mismatched' THEN
+                PERFORM ask_refund(r.reservation_id, r.hotel_id, to_jsonb(r), r.payment_id,
+                                   r.paid_cents,
+                                   payment_currency(r.payment_id, r.reservation_id, r.currency));
+            END IF;
             IF r.payment_status NOT IN ('paid', 'refund_requested', 'refunded') THEN
                 UPDATE reservations
                 SET payment_status = 'refund_requested', payment_id = p_payment_id,

@@ -128,7 +128,7 @@ impl TargetArgs {
             shard_urls: self.shard_urls.clone(),
             pids: self.pid.clone(),
             settle: Duration::from_secs(self.settle_seconds),
-            load_ends: Default::default(),
+            loads: Default::default(),
         })
     }
 }
@@ -312,6 +312,9 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
             &mut rows,
         )
         .await?;
+    }
+    if let Some(receiver) = receiver {
+        receiver.unsubscribe(&env).await?;
     }
     args.run.write(rows)
 }

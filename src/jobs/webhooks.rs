@@ -103,8 +103,8 @@ pub struct Deliverer {
 /// What a shard's last step saw.
 #[derive(Default)]
 struct Kept {
-    /// The endpoints it listed (none before this process's first step on the shard): only
-    /// when one of them is gone can a pending delivery be an orphan.
+    /// The endpoints it listed (none before this process's first step on the shard): when
+    /// one of them is gone, the next step fails its pending deliveries at once.
     live: Option<Vec<Uuid>>,
     /// When it last measured the oldest undelivered event and pruned.
     tidied_at: Option<std::time::Instant>,
@@ -288,8 +288,8 @@ impl Deliverer {
 
     /// Fans out what is new and starts the attempts that are due, again while endpoints
     /// have a backlog (within [`STEP_BUDGET`]); then, if an endpoint is gone since the last
-    /// step, fails what was meant for it, and every [`TIDY_EVERY`] reports how old the
-    /// oldest undelivered event is and prunes.
+    /// step, fails what was meant for it, and every [`TIDY_EVERY`] does that whatever the
+    /// last step saw, reports how old the oldest undelivered event is, and prunes.
     pub async fn run_on(&self, shard: &Shard) -> anyhow::Result<StepReport> {
         let listed_at = self.clock.now();
         let endpoints = webhooks::signing_endpoints(&self.shards.catalog().get().await?).await?;
@@ -409,7 +409,9 @@ impl Deliverer {
             webhooks::analyze(&db).await?;
         }
         let now = self.clock.now();
-        if endpoint_gone {
+        // Every so often too: a step beside this one (a lease changing hands) may have fanned
+        // out to an endpoint after this one's list no longer had it.
+        if endpoint_gone || tidy {
             let orphaned = webhooks::fail_orphans(&db, &live, listed_at, now).await?;
             ::metrics::counter!(WEBHOOK_DELIVERIES, "outcome" => "failed").increment(orphaned);
         }
@@ -492,9 +494,9 @@ impl Deliverer {
     }
 
     /// Records an attempt together with the others of its shard that end meanwhile: the
-    /// first to arrive records, after [`RECORD_LINGER`], every attempt queued by then, in
-    /// one statement, and again while more arrive; the rest wait for their answer. None
-    /// when it could not be recorded.
+    /// first to arrive starts a task that records, after [`RECORD_LINGER`], every attempt
+    /// queued by then, in one statement, and again while more arrive; each waits for its
+    /// own answer. None when it could not be recorded.
     async fn record(
         &self,
         pool: &deadpool_postgres::Pool,
@@ -520,7 +522,10 @@ impl Deliverer {
             }
         };
         if records {
-            self.record_queued(pool, shard).await;
+            // In a task of its own: the attempt that starts the recording frees its place
+            // when its own answer is in, not when the queue it records runs dry.
+            let (deliverer, pool) = (self.clone(), pool.clone());
+            tokio::spawn(async move { deliverer.record_queued(&pool, shard).await });
         }
         answered.await.ok()
     }

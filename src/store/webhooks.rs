@@ -190,6 +190,9 @@ impl DeliveryStatus {
 /// How many candidates a pick reads for each place it has room for.
 const CANDIDATES_PER_PICK: i64 = 4;
 
+/// Longest a pick puts back a delivery that waits for an earlier event of its reservation.
+const WAIT_AT_MOST: chrono::Duration = chrono::Duration::seconds(10);
+
 /// One event to one endpoint, as staff see it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Delivery {
@@ -311,8 +314,7 @@ pub async fn retry(
 }
 
 /// Fans out up to `limit` of the oldest events not fanned out yet: a pending delivery to
-/// each endpoint that wants it, due now (or when the reservation's earlier event pending
-/// for that endpoint is, if later: it cannot go first), to give up on after `window`. One transaction,
+/// each endpoint that wants it, due now, to give up on after `window`. One transaction,
 /// so an event is fanned out once however many steps overlap (rows another step holds are
 /// skipped). Answers how many events it fanned out.
 pub async fn fan_out(
@@ -357,13 +359,7 @@ pub async fn fan_out(
             &tx.prepare_cached(
                 "INSERT INTO webhook_deliveries (delivery_id, endpoint_id, event_id, seq, \
                      reservation_id, next_attempt_at, give_up_at, created_at, updated_at) \
-                 SELECT d.*, \
-                        greatest($6::timestamptz, \
-                                 (SELECT max(p.next_attempt_at) FROM webhook_deliveries p \
-                                  WHERE p.endpoint_id = d.endpoint_id \
-                                    AND p.reservation_id = d.reservation_id \
-                                    AND p.status = 'pending')), \
-                        $7::timestamptz, $6, $6 \
+                 SELECT d.*, $6::timestamptz, $7::timestamptz, $6, $6 \
                  FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[], $5::uuid[]) \
                       AS d(delivery_id, endpoint_id, event_id, seq, reservation_id) \
                  ON CONFLICT (endpoint_id, event_id) DO NOTHING",
@@ -429,9 +425,12 @@ pub struct Due {
 /// The candidates are read first, [`CANDIDATES_PER_PICK`] times as many as there is room
 /// for, from the due index, and only they are checked for order: checked row by row as the
 /// index is walked, a plan that sorted after filtering checked the whole backlog (a second
-/// a pick over 40,000 pending), and an anti-join over it went quadratic. A later event is
-/// never due before its earlier one (see [`fan_out`] and [`record_attempts`]), so few
-/// candidates wait behind another.
+/// a pick over 40,000 pending), and an anti-join over it went quadratic. A candidate that
+/// must wait for an earlier event is put back until that one is next due (at most
+/// [`WAIT_AT_MOST`] on: the earlier one's due time may be only its claim, and its record
+/// makes the later one due at once), so waiting events never fill the candidates and
+/// crowd out a dead endpoint's retries; [`record_attempts`] moves them with the earlier
+/// one's retry too.
 pub async fn pick_due(
     db: &impl GenericClient,
     endpoints: &[Uuid],
@@ -468,7 +467,21 @@ pub async fn pick_due(
                      SELECT d.delivery_id FROM webhook_deliveries d \
                      JOIN ready r ON r.delivery_id = d.delivery_id AND r.n <= r.free \
                      WHERE d.status = 'pending' AND d.next_attempt_at <= $3 \
-                     FOR UPDATE OF d SKIP LOCKED) \
+                     FOR UPDATE OF d SKIP LOCKED), \
+                 waiting AS ( \
+                     SELECT c.delivery_id, \
+                            least((SELECT max(p.next_attempt_at) FROM webhook_deliveries p \
+                                   WHERE p.endpoint_id = c.endpoint_id \
+                                     AND p.reservation_id = c.reservation_id \
+                                     AND p.status = 'pending' AND p.seq < c.seq), \
+                                  $6::timestamptz) AS until \
+                     FROM candidates c \
+                     WHERE c.delivery_id NOT IN (SELECT delivery_id FROM ready)), \
+                 put_back AS ( \
+                     UPDATE webhook_deliveries w SET next_attempt_at = waiting.until \
+                     FROM waiting \
+                     WHERE w.delivery_id = waiting.delivery_id AND w.status = 'pending' \
+                       AND waiting.until > w.next_attempt_at) \
                  UPDATE webhook_deliveries d SET next_attempt_at = $4 \
                  FROM picked, events e \
                  WHERE d.delivery_id = picked.delivery_id AND e.event_id = d.event_id \
@@ -476,7 +489,14 @@ pub async fn pick_due(
                            e.type, e.created_at AS event_created_at, e.data, e.refund",
             )
             .await?,
-            &[&endpoints, &free, &now, &claim_until, &CANDIDATES_PER_PICK],
+            &[
+                &endpoints,
+                &free,
+                &now,
+                &claim_until,
+                &CANDIDATES_PER_PICK,
+                &(now + WAIT_AT_MOST),
+            ],
         )
         .await?;
     rows.iter()

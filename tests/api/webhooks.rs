@@ -828,10 +828,30 @@ async fn no_payment_is_kept_or_given_back_twice() {
     assert_eq!(outcome, "mismatched");
     cancel(&app, &dropped, &app.guest("g3")).await;
 
+    // Paid wrong, then right but after the hold ended (before the sweeper saw it): both
+    // go back.
+    let unswept = book(&app, hotel, room_type, "g5").await;
+    let short = ("pay-6", total - 1, "EUR");
+    let outcome = pay_in(&app, &secret, "evt-9", "payment.succeeded", &unswept, short).await;
+    assert_eq!(outcome, "mismatched");
+    app.clock.advance(chrono::Duration::minutes(16));
+    let right = ("pay-7", total, "EUR");
+    let outcome = pay_in(
+        &app,
+        &secret,
+        "evt-10",
+        "payment.succeeded",
+        &unswept,
+        right,
+    )
+    .await;
+    assert_eq!(outcome, "refund_requested");
+    app.state.jobs.sweeper.run_once().await.unwrap();
+
     let archived = book(&app, hotel, room_type, "g4").await;
     app.clock.advance(chrono::Duration::days(40));
     let report = app.state.jobs.archiver.run_once().await.unwrap();
-    assert_eq!(report.reservations_archived, 4);
+    assert_eq!(report.reservations_archived, 5);
     let outcome = pay(
         &app,
         &secret,
@@ -844,7 +864,7 @@ async fn no_payment_is_kept_or_given_back_twice() {
     .await;
     assert_eq!(outcome, "refund_requested", "a stay archived since");
 
-    deliver_until(&app, || receiver.got().len() == 5).await;
+    deliver_until(&app, || receiver.got().len() == 7).await;
     app.state.jobs.webhooks.run_once().await.unwrap();
     let mut refunds: Vec<(Value, Value, Value, Value)> = receiver
         .got()
@@ -877,6 +897,8 @@ async fn no_payment_is_kept_or_given_back_twice() {
             expect(&expired, "pay-3", total - 1, "EUR"),
             expect(&dropped, "pay-4", total, "USD"),
             expect(&archived, "pay-5", total, "EUR"),
+            expect(&unswept, "pay-6", total - 1, "EUR"),
+            expect(&unswept, "pay-7", total, "EUR"),
         ],
         "every payment that does not stand for a stay is asked back, once"
     );
@@ -1099,4 +1121,49 @@ async fn a_deleted_endpoints_pending_deliveries_fail() {
         1,
         "nothing more is sent to a deleted endpoint"
     );
+}
+
+/// A claim that lapsed (the process died after picking) leaves a reservation's first event
+/// due later than the events waiting behind it; those are put back, not picked over and
+/// over, so the first one is sent again and the rest follow it.
+#[tokio::test]
+async fn events_waiting_behind_a_lapsed_claim_follow_it() {
+    let app = TestApp::spawn().await;
+    let (hotel, room_type) = app
+        .hotel_with_inventory(1.0, 40, app.night_at_start(1), 2)
+        .await;
+    let receiver = Receiver::default();
+    receiver.answer_next(&[Answer::Status(500); 40]);
+    let (endpoint, _) = subscribe(&app, json!({"url": receiver.start().await})).await;
+    for guest in 0..40 {
+        let booked = book(&app, hotel, room_type, &format!("g{guest}")).await;
+        cancel(&app, &booked, &app.staff()).await;
+    }
+    app.state.jobs.webhooks.run_once().await.unwrap();
+    assert_eq!(receiver.got().len(), 40, "every first event, answered 500");
+
+    // As a crash after a pick leaves them: the first events claimed for the attempt
+    // timeout's worth, the later ones due now.
+    let now = innkeeper::clock::Clock::now(app.clock.as_ref());
+    let client = app.db.get().await.unwrap();
+    client
+        .execute(
+            "UPDATE webhook_deliveries d SET next_attempt_at = CASE e.type \
+                 WHEN 'reservation.created' THEN $1::timestamptz + interval '340 seconds' \
+                 ELSE $1 END \
+             FROM events e WHERE e.event_id = d.event_id",
+            &[&now],
+        )
+        .await
+        .unwrap();
+    app.clock.advance(chrono::Duration::seconds(341));
+    for _ in 0..40 {
+        if pending_of(&app, &endpoint).await.is_empty() {
+            break;
+        }
+        app.state.jobs.webhooks.run_once().await.unwrap();
+        app.clock.advance(chrono::Duration::seconds(11));
+    }
+    assert_eq!(pending_of(&app, &endpoint).await, vec![]);
+    assert_eq!(receiver.got().len(), 120);
 }

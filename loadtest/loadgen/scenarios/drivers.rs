@@ -92,6 +92,7 @@ where
 {
     let request = Arc::new(request);
     let connections = open_connections(&env.target, conns).await?;
+    env.load_began();
     let deadline = Instant::now() + duration;
     let t0 = Instant::now();
     let mut workers = Vec::new();
@@ -149,6 +150,7 @@ pub async fn rush_and_sold_out(
     stay.warm(&mut setup, env).await?;
 
     let (guest, hot_stay) = (env.guest.clone(), stay.clone());
+    env.load_began();
     let (mut tally, rush_s) = at_once(conns, demand, 201, move || {
         (
             Method::POST,

@@ -27,6 +27,8 @@ mod setup;
 mod webhooks;
 
 use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
 use std::time::{Duration, Instant};
 
 use crate::client::Target;
@@ -55,21 +57,38 @@ pub struct Env {
     /// How long to wait for idle backends to report their transaction counts:
     /// PostgreSQL 15+ flushes an idle backend's statistics up to 10 s late.
     pub settle: Duration,
-    /// When each load of this run stopped sending (see [`Env::load_ended`]).
-    pub load_ends: Arc<Mutex<Vec<Instant>>>,
+    /// When each load of this run began (the wall clock, which events' commit times are
+    /// read in) and stopped sending (see [`Env::load_began`]).
+    pub loads: Arc<Mutex<Vec<Load>>>,
 }
 
+/// One load of a run: when it began, by the wall clock and by this process's, and when it
+/// stopped sending, once it has.
+pub type Load = (DateTime<Utc>, Instant, Option<Instant>);
+
 impl Env {
-    /// Notes that a load stopped sending now: what heard its webhooks by its end is
-    /// counted against (its row's timing starts after setup waits).
-    pub fn load_ended(&self) {
-        self.load_ends.lock().unwrap().push(Instant::now());
+    /// Notes that a load begins now. The webhook receiver counts a scenario's bookings
+    /// from here (its setup may book too) and its delivery until [`Env::load_ended`]
+    /// (its row's timing starts after setup waits).
+    pub fn load_began(&self) {
+        self.loads
+            .lock()
+            .unwrap()
+            .push((Utc::now(), Instant::now(), None));
     }
 
-    /// When the first load begun after `start` stopped sending, if one has.
-    pub fn load_end_after(&self, start: Instant) -> Option<Instant> {
-        let ends = self.load_ends.lock().unwrap();
-        ends.iter().copied().find(|end| *end > start)
+    /// Notes that the load begun last stopped sending now.
+    pub fn load_ended(&self) {
+        if let Some(load) = self.loads.lock().unwrap().last_mut() {
+            load.2 = Some(Instant::now());
+        }
+    }
+
+    /// When the first load begun after `start` began (wall clock) and ended, if it has.
+    pub fn load_after(&self, start: Instant) -> Option<(DateTime<Utc>, Instant)> {
+        let loads = self.loads.lock().unwrap();
+        let (began, _, ended) = loads.iter().find(|(_, at, _)| *at > start)?;
+        Some((*began, (*ended)?))
     }
 }
 

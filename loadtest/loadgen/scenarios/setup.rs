@@ -260,7 +260,7 @@ pub async fn create_spread(env: &Env, hotels: usize, conns: usize) -> anyhow::Re
             shard_urls: Vec::new(),
             pids: env.pids.clone(),
             settle: env.settle,
-            load_ends: env.load_ends.clone(),
+            loads: env.loads.clone(),
         };
         workers.push(tokio::spawn(async move {
             let mut made = Vec::new();

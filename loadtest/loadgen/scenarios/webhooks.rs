@@ -25,6 +25,8 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(120);
 
 pub struct Receiver {
     heard: Arc<Heard>,
+    /// The endpoint it subscribed, deleted by [`Receiver::unsubscribe`].
+    endpoint_id: String,
 }
 
 struct Heard {
@@ -36,9 +38,9 @@ struct Heard {
 struct Tally {
     /// Every event id heard (a redelivery is counted once).
     ids: HashSet<String>,
-    /// When each reservation.created event was first heard: what the scenarios' 201s are
-    /// compared with.
-    created: Vec<Instant>,
+    /// Each reservation.created event first heard: when it was committed and when it
+    /// arrived. What the scenarios' 201s are compared with.
+    created: Vec<(DateTime<Utc>, Instant)>,
     /// Per delivery: how long after the event's commit it arrived, in microseconds.
     lags_us: Vec<u32>,
     /// Deliveries whose signature did not verify, or whose body was not an event.
@@ -80,11 +82,31 @@ impl Receiver {
             .as_str()
             .ok_or_else(|| anyhow::anyhow!("the new endpoint has no secret: {endpoint}"))?;
         *heard.secret.lock().unwrap() = Some(standardwebhooks::Webhook::new(secret)?);
-        Ok(Self { heard })
+        let endpoint_id = endpoint["id"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("the new endpoint has no id: {endpoint}"))?
+            .to_owned();
+        Ok(Self { heard, endpoint_id })
     }
 
-    fn created(&self) -> usize {
-        self.heard.inner.lock().unwrap().created.len()
+    /// Deletes the endpoint, so that the runs after this one on the same data deliver
+    /// nothing.
+    pub async fn unsubscribe(self, env: &Env) -> anyhow::Result<()> {
+        let mut conn = Conn::open(&env.target).await?;
+        let path = format!("/v1/webhook-endpoints/{}", self.endpoint_id);
+        conn.expect(Method::DELETE, &path, Some(&env.staff), None, 204)
+            .await?;
+        Ok(())
+    }
+
+    /// Bookings committed since `since` that were heard of, among those heard after the
+    /// `from`th.
+    fn created_since(&self, from: usize, since: DateTime<Utc>) -> usize {
+        let tally = self.heard.inner.lock().unwrap();
+        tally.created[from..]
+            .iter()
+            .filter(|(committed, _)| *committed >= since)
+            .count()
     }
 
     /// Marks the start of a scenario: what was heard before it is not its.
@@ -108,12 +130,17 @@ impl Receiver {
         seconds: f64,
         created: u64,
     ) -> anyhow::Result<Row> {
+        // Its bookings are those committed once its load began: a booking its setup made
+        // (the rush warms its stay with one) is not one of them.
+        let (began, ended) = env
+            .load_after(mark.at)
+            .ok_or_else(|| anyhow::anyhow!("webhooks: the {scenario} sent no load"))?;
         let waited = Instant::now();
-        while ((self.created() - mark.created) as u64) < created {
+        while (self.created_since(mark.created, began) as u64) < created {
             if waited.elapsed() > DRAIN_DEADLINE {
                 anyhow::bail!(
                     "webhooks: {} of {created} bookings heard of {}s after the {scenario}",
-                    self.created() - mark.created,
+                    self.created_since(mark.created, began),
                     DRAIN_DEADLINE.as_secs()
                 );
             }
@@ -123,10 +150,11 @@ impl Receiver {
         if tally.bad > 0 {
             anyhow::bail!("webhooks: {} deliveries did not verify", tally.bad);
         }
-        let ended = env
-            .load_end_after(mark.at)
-            .ok_or_else(|| anyhow::anyhow!("webhooks: the {scenario} sent no load"))?;
-        let arrivals = &tally.created[mark.created..];
+        let arrivals: Vec<Instant> = tally.created[mark.created..]
+            .iter()
+            .filter(|(committed, _)| *committed >= began)
+            .map(|(_, arrived)| *arrived)
+            .collect();
         let heard_by_end = arrivals.iter().filter(|at| **at <= ended).count();
         let drain_s = arrivals.iter().max().map_or(0.0, |last| {
             last.saturating_duration_since(ended).as_secs_f64()
@@ -187,7 +215,7 @@ async fn receive(State(heard): State<Arc<Heard>>, headers: HeaderMap, body: Byte
         .lags_us
         .push(u32::try_from(lag.max(0)).unwrap_or(u32::MAX));
     if tally.ids.insert(event.id) && event.kind == "reservation.created" {
-        tally.created.push(now);
+        tally.created.push((event.created_at, now));
     }
     StatusCode::NO_CONTENT
 }
