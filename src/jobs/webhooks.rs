@@ -311,39 +311,26 @@ impl Deliverer {
         let started = std::time::Instant::now();
         loop {
             let now = self.clock.now();
-            loop {
-                let fanned = webhooks::fan_out(
+            let claim_until = now + chrono::Duration::from_std(CLAIM)?;
+            let reserved: Vec<usize> = lanes.iter().map(|lane| lane.reserve()).collect();
+            let taken = self
+                .take_due(
                     &mut db,
                     &endpoints,
-                    now,
-                    webhooks::RETRY_WINDOW,
-                    FAN_OUT_BATCH,
+                    &reserved,
+                    (now, claim_until),
+                    started,
+                    &mut report,
                 )
-                .await?;
-                report.events_fanned_out += fanned;
-                if fanned < FAN_OUT_BATCH as u64 || started.elapsed() >= STEP_BUDGET {
-                    break;
-                }
-            }
-            let reserved: Vec<usize> = lanes.iter().map(|lane| lane.reserve()).collect();
-            let (with_room, room): (Vec<usize>, Vec<i64>) = reserved
-                .iter()
-                .enumerate()
-                .filter(|(_, room)| **room > 0)
-                .map(|(index, room)| (index, *room as i64))
-                .unzip();
-            let ids: Vec<Uuid> = with_room.iter().map(|index| live[*index]).collect();
-            let claim_until = now + chrono::Duration::from_std(CLAIM)?;
-            let due = if ids.is_empty() {
-                Vec::new()
-            } else {
-                let picked = webhooks::pick_due(&db, &ids, &room, now, claim_until).await;
-                if picked.is_err() {
+                .await;
+            let due = match taken {
+                Ok(due) => due,
+                Err(error) => {
                     for (lane, room) in lanes.iter().zip(&reserved) {
                         lane.give_back(*room);
                     }
+                    return Err(error);
                 }
-                picked?
             };
             let mut backlog = false;
             for (index, (lane, room)) in lanes.iter().zip(&reserved).enumerate() {
@@ -377,7 +364,7 @@ impl Deliverer {
                 });
                 report.attempts_started += 1;
             }
-            if ids.is_empty() {
+            if reserved.iter().all(|room| *room == 0) {
                 break;
             }
             if !backlog || started.elapsed() >= STEP_BUDGET {
@@ -427,6 +414,49 @@ impl Deliverer {
             webhooks::prune(&db, now - RETENTION).await?;
         }
         Ok(report)
+    }
+
+    /// What to send now, within the room `reserved` for each endpoint: what fanning out
+    /// the new events claimed (again while a batch comes back full, within the step's
+    /// budget), then the due deliveries picked for the room left.
+    async fn take_due(
+        &self,
+        db: &mut deadpool_postgres::Object,
+        endpoints: &[SigningEndpoint],
+        reserved: &[usize],
+        (now, claim_until): (DateTime<Utc>, DateTime<Utc>),
+        started: std::time::Instant,
+        report: &mut StepReport,
+    ) -> anyhow::Result<Vec<Due>> {
+        let mut room: Vec<i64> = reserved.iter().map(|room| *room as i64).collect();
+        let mut due = Vec::new();
+        loop {
+            let (fanned, claimed) = webhooks::fan_out(
+                db,
+                endpoints,
+                &mut room,
+                now,
+                claim_until,
+                webhooks::RETRY_WINDOW,
+                FAN_OUT_BATCH,
+            )
+            .await?;
+            report.events_fanned_out += fanned;
+            due.extend(claimed);
+            if fanned < FAN_OUT_BATCH as u64 || started.elapsed() >= STEP_BUDGET {
+                break;
+            }
+        }
+        let (ids, free): (Vec<Uuid>, Vec<i64>) = endpoints
+            .iter()
+            .zip(&room)
+            .filter(|(_, room)| **room > 0)
+            .map(|(endpoint, room)| (endpoint.endpoint.id, *room))
+            .unzip();
+        if !ids.is_empty() {
+            due.extend(webhooks::pick_due(&*db, &ids, &free, now, claim_until).await?);
+        }
+        Ok(due)
     }
 
     fn lock_kept(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Kept>> {

@@ -314,16 +314,24 @@ pub async fn retry(
 }
 
 /// Fans out up to `limit` of the oldest events not fanned out yet: a pending delivery to
-/// each endpoint that wants it, due now, to give up on after `window`. One transaction,
-/// so an event is fanned out once however many steps overlap (rows another step holds are
-/// skipped). Answers how many events it fanned out.
+/// each endpoint that wants it, to give up on after `window`. One transaction, so an event
+/// is fanned out once however many steps overlap (rows another step holds are skipped).
+///
+/// A delivery that may be sent at once is claimed here, until `claim_until`, and answered
+/// to be sent, while `room[i]` (for `endpoints[i]`, counted down) lasts: the first of its
+/// reservation's events in the batch, with none pending for that endpoint and none still
+/// to be fanned out before it. That is nearly every delivery on an ordinary day, and it
+/// then costs no pick (a statement, and a rewrite of its row). The rest are due now, for
+/// [`pick_due`]. Answers how many events it fanned out, and the deliveries it claimed.
 pub async fn fan_out(
     db: &mut deadpool_postgres::Object,
     endpoints: &[SigningEndpoint],
+    room: &mut [i64],
     now: DateTime<Utc>,
+    claim_until: DateTime<Utc>,
     window: chrono::Duration,
     limit: i64,
-) -> Result<u64, tokio_postgres::Error> {
+) -> Result<(u64, Vec<Due>), tokio_postgres::Error> {
     let tx = db.transaction().await?;
     let events = tx
         .query(
@@ -332,37 +340,112 @@ pub async fn fan_out(
                               ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) \
                  UPDATE events e SET fanned_out = true FROM due \
                  WHERE e.event_id = due.event_id \
-                 RETURNING e.event_id, e.seq, e.type, e.reservation_id, e.hotel_id",
+                 RETURNING e.event_id, e.seq, e.type, e.reservation_id, e.hotel_id, \
+                           e.created_at, e.data, e.refund",
             )
             .await?,
             &[&limit],
         )
         .await?;
-    let (mut ids, mut endpoint_ids, mut event_ids, mut seqs, mut reservation_ids) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Every delivery of the batch, in seq order: (its id, endpoint index, event row).
+    let mut deliveries = Vec::new();
     for event in &events {
         let kind: &str = event.try_get("type")?;
         let hotel_id: i64 = event.try_get("hotel_id")?;
         let Ok(kind) = kind.parse::<EventType>() else {
             continue;
         };
-        for endpoint in endpoints.iter().filter(|e| e.wants(kind, hotel_id)) {
-            ids.push(Uuid::new_v4());
-            endpoint_ids.push(endpoint.endpoint.id);
-            event_ids.push(event.try_get::<_, Uuid>("event_id")?);
-            seqs.push(event.try_get::<_, i64>("seq")?);
-            reservation_ids.push(event.try_get::<_, Uuid>("reservation_id")?);
+        for (index, _) in endpoints
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.wants(kind, hotel_id))
+        {
+            deliveries.push((Uuid::new_v4(), index, event));
         }
     }
-    if !ids.is_empty() {
-        tx.execute(
+    if deliveries.is_empty() {
+        tx.commit().await?;
+        return Ok((events.len() as u64, Vec::new()));
+    }
+    let endpoint_ids: Vec<Uuid> = deliveries
+        .iter()
+        .map(|(_, index, _)| endpoints[*index].endpoint.id)
+        .collect();
+    let reservation_ids: Vec<Uuid> = deliveries
+        .iter()
+        .map(|(_, _, event)| event.try_get("reservation_id"))
+        .collect::<Result<_, _>>()?;
+    let seqs: Vec<i64> = deliveries
+        .iter()
+        .map(|(_, _, event)| event.try_get("seq"))
+        .collect::<Result<_, _>>()?;
+    // Which may go at once: the first of their reservation for their endpoint in the
+    // batch, with nothing earlier waiting (this transaction already sees its own batch
+    // fanned out, so an earlier event still to be fanned out is one another step holds).
+    let mut first = std::collections::HashSet::new();
+    let firsts: Vec<bool> = endpoint_ids
+        .iter()
+        .zip(&reservation_ids)
+        .map(|key| first.insert(key))
+        .collect();
+    let blocked: std::collections::HashSet<i32> = tx
+        .query(
+            &tx.prepare_cached(
+                "SELECT c.i FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::int[]) \
+                     AS c(endpoint_id, reservation_id, seq, i) \
+                 WHERE EXISTS (SELECT 1 FROM webhook_deliveries p \
+                               WHERE p.endpoint_id = c.endpoint_id \
+                                 AND p.reservation_id = c.reservation_id \
+                                 AND p.status = 'pending') \
+                    OR EXISTS (SELECT 1 FROM events e \
+                               WHERE e.reservation_id = c.reservation_id \
+                                 AND NOT e.fanned_out AND e.seq < c.seq)",
+            )
+            .await?,
+            &[
+                &endpoint_ids,
+                &reservation_ids,
+                &seqs,
+                &(0..deliveries.len() as i32).collect::<Vec<i32>>(),
+            ],
+        )
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
+    let claimed: Vec<bool> = deliveries
+        .iter()
+        .enumerate()
+        .map(|(i, (_, index, _))| {
+            let claim = firsts[i] && !blocked.contains(&(i as i32)) && room[*index] > 0;
+            if claim {
+                room[*index] -= 1;
+            }
+            claim
+        })
+        .collect();
+    let ids: Vec<Uuid> = deliveries.iter().map(|(id, _, _)| *id).collect();
+    let event_ids: Vec<Uuid> = deliveries
+        .iter()
+        .map(|(_, _, event)| event.try_get("event_id"))
+        .collect::<Result<_, _>>()?;
+    let due_at: Vec<DateTime<Utc>> = claimed
+        .iter()
+        .map(|claimed| if *claimed { claim_until } else { now })
+        .collect();
+    let give_up_at = now + window;
+    let inserted: std::collections::HashSet<Uuid> = tx
+        .query(
             &tx.prepare_cached(
                 "INSERT INTO webhook_deliveries (delivery_id, endpoint_id, event_id, seq, \
                      reservation_id, next_attempt_at, give_up_at, created_at, updated_at) \
-                 SELECT d.*, $6::timestamptz, $7::timestamptz, $6, $6 \
-                 FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[], $5::uuid[]) \
-                      AS d(delivery_id, endpoint_id, event_id, seq, reservation_id) \
-                 ON CONFLICT (endpoint_id, event_id) DO NOTHING",
+                 SELECT d.*, $7::timestamptz, $8::timestamptz, $8 \
+                 FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[], $5::uuid[], \
+                             $6::timestamptz[]) \
+                      AS d(delivery_id, endpoint_id, event_id, seq, reservation_id, \
+                           next_attempt_at) \
+                 ON CONFLICT (endpoint_id, event_id) DO NOTHING \
+                 RETURNING delivery_id",
             )
             .await?,
             &[
@@ -371,14 +454,35 @@ pub async fn fan_out(
                 &event_ids,
                 &seqs,
                 &reservation_ids,
+                &due_at,
+                &give_up_at,
                 &now,
-                &(now + window),
             ],
         )
-        .await?;
-    }
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
     tx.commit().await?;
-    Ok(events.len() as u64)
+    let mut due = Vec::new();
+    for (((id, _, event), endpoint_id), claimed) in
+        deliveries.iter().zip(&endpoint_ids).zip(&claimed)
+    {
+        if *claimed && inserted.contains(id) {
+            due.push(Due {
+                delivery_id: *id,
+                endpoint_id: *endpoint_id,
+                event_id: event.try_get("event_id")?,
+                attempts: 0,
+                give_up_at,
+                event_type: event.try_get("type")?,
+                event_created_at: event.try_get("created_at")?,
+                data: event.try_get("data")?,
+                refund: event.try_get("refund")?,
+            });
+        }
+    }
+    Ok((events.len() as u64, due))
 }
 
 /// Fails the pending deliveries of endpoints that no longer exist: those not in `live`, the
