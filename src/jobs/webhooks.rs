@@ -4,11 +4,13 @@
 //! - **At least once.** A delivery stays pending until its endpoint answers 2xx. Anything
 //!   else, or no answer within [`ATTEMPT_TIMEOUT`], is tried again after an exponential
 //!   backoff with jitter, until its retry window (a day) is over; then it is failed, and
-//!   staff may send it again. A crash only delays it: picking a delivery claims it for
-//!   [`CLAIM`], after which it is due again.
-//! - **In order per reservation.** A delivery is picked only when no earlier event of its
+//!   staff may send it again. A crash only delays it: sending a delivery claims it for
+//!   [`CLAIM`] first, after which it is due again.
+//! - **In order per reservation.** A delivery is sent only when no earlier event of its
 //!   reservation is still pending for that endpoint (or still to be fanned out), so a
-//!   receiver never hears `confirmed` before `created`.
+//!   receiver never hears `confirmed` before `created`. Most deliveries are claimed as
+//!   they are fanned out and sent at once; the rest (a later event of the same batch, one
+//!   waiting for an earlier, one for a full queue, every retry) are picked when due.
 //! - **A slow endpoint delays only itself.** Each endpoint has [`PER_ENDPOINT`]
 //!   connections, and a step picks no more for it than its queue has room for (one
 //!   connection's worth once an attempt failed); attempts run in tasks of their own, so a
