@@ -50,15 +50,21 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const PER_ENDPOINT: usize = 8;
 
 /// Deliveries picked for one endpoint and not yet answered, at most: enough to keep its
-/// connections busy between steps. An endpoint whose last attempt failed gets only as
-/// many as it has connections, so a dead one holds few deliveries.
-const QUEUE: usize = 256;
+/// connections busy between steps, and to claim a rush's deliveries as they are fanned
+/// out (one left for a pick costs a statement and a rewrite of its row more). An endpoint
+/// whose last attempt failed gets only as many as it has connections, so a dead one holds
+/// few deliveries.
+const QUEUE: usize = 2048;
 
-/// How long a picked delivery is claimed: long enough for every delivery queued before it
-/// to time out on its endpoint's connections, so only a crash lets one be picked again
-/// (then it is sent again after this much).
-const CLAIM: Duration =
-    Duration::from_secs(ATTEMPT_TIMEOUT.as_secs() * (QUEUE / PER_ENDPOINT) as u64 + 20);
+/// How long a picked delivery is claimed, so that no other step sends it meanwhile; after
+/// a crash it is sent again this much later.
+const CLAIM: Duration = Duration::from_secs(60);
+
+/// What an attempt needs left of its claim to start: its timeout, and a margin for
+/// recording it. One still queued when less is left is not sent: its claim lapses and it
+/// is picked again, so a slow endpoint's deep queue never sends a delivery that another
+/// step may have picked meanwhile.
+const CLAIM_NEEDED: Duration = Duration::from_secs(ATTEMPT_TIMEOUT.as_secs() + 10);
 
 /// How long one step keeps picking while endpoints have a backlog.
 const STEP_BUDGET: Duration = Duration::from_secs(1);
@@ -358,10 +364,12 @@ impl Deliverer {
                     let lane = place.lane.clone();
                     // Closed never: the semaphore lives as long as its lane.
                     let connection = lane.connections.clone().acquire_owned().await;
-                    let ok = deliverer
-                        .attempt(&pool, shard_index, &endpoint, delivery, connection)
-                        .await;
-                    lane.healthy.store(ok, Ordering::Relaxed);
+                    if deliverer.in_time(claim_until) {
+                        let ok = deliverer
+                            .attempt(&pool, shard_index, &endpoint, delivery, connection)
+                            .await;
+                        lane.healthy.store(ok, Ordering::Relaxed);
+                    }
                     drop(place);
                 });
                 report.attempts_started += 1;
@@ -459,6 +467,13 @@ impl Deliverer {
             due.extend(webhooks::pick_due(&*db, &ids, &free, now, claim_until).await?);
         }
         Ok(due)
+    }
+
+    /// Whether an attempt claimed until `claim_until` may still start (see
+    /// [`CLAIM_NEEDED`]).
+    fn in_time(&self, claim_until: DateTime<Utc>) -> bool {
+        chrono::Duration::from_std(CLAIM_NEEDED)
+            .is_ok_and(|needed| self.clock.now() + needed <= claim_until)
     }
 
     fn lock_kept(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Kept>> {

@@ -460,6 +460,55 @@ async fn a_hanging_endpoint_does_not_delay_another() {
     assert!(stuck.got().is_empty());
 }
 
+/// A delivery still waiting for one of a hanging endpoint's connections when too little of
+/// its claim is left is not sent then: once the claim lapses another step may pick it, and
+/// both would send it. It goes once, when it is picked again.
+#[tokio::test]
+async fn a_delivery_queued_past_its_claim_is_sent_once_it_lapses() {
+    let app = TestApp::spawn().await;
+    let (hotel, room_type) = app
+        .hotel_with_inventory(1.0, 20, app.night_at_start(1), 2)
+        .await;
+    let receiver = Receiver::default();
+    receiver.answer_next(&[Answer::Hang; 8]);
+    let (endpoint, _) = subscribe(&app, json!({"url": receiver.start().await})).await;
+    for guest in 0..9 {
+        book(&app, hotel, room_type, &format!("g{guest}")).await;
+    }
+    app.state.jobs.webhooks.start_once().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while receiver.hanging() < 8 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the attempts never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The ninth waits for a connection, which frees when the hanging attempts time out.
+    app.clock.advance(chrono::Duration::seconds(45));
+    app.state.jobs.webhooks.settled().await;
+    let mut attempts: Vec<i64> = pending_of(&app, &endpoint)
+        .await
+        .into_iter()
+        .map(|(_, attempts)| attempts)
+        .collect();
+    attempts.sort();
+    assert_eq!(
+        attempts,
+        [0, 1, 1, 1, 1, 1, 1, 1, 1],
+        "the ninth was not sent"
+    );
+    assert!(receiver.got().is_empty());
+
+    app.clock.advance(chrono::Duration::seconds(16));
+    deliver_until(&app, || receiver.got().len() == 9).await;
+    assert!(pending_of(&app, &endpoint).await.is_empty());
+    let mut ids: Vec<String> = receiver.got().iter().map(|r| r.id().to_owned()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 9, "each event once");
+}
+
 /// A payment provider's secret, as the Standard Webhooks specification writes one.
 fn provider_secret() -> String {
     use base64::Engine;
