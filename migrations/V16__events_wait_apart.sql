@@ -8,6 +8,10 @@
 -- step fails, and delivery from the shards whose lease it holds waits, until it is
 -- replaced. Nothing is lost meanwhile.
 
+-- No event may commit between the copy of those still waiting and the trigger that queues
+-- new ones: bookings wait for this migration (it reads every event once).
+LOCK TABLE events IN EXCLUSIVE MODE;
+
 DROP INDEX events_to_fan_out;
 DROP INDEX events_of_reservation_to_fan_out;
 

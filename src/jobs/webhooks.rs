@@ -57,14 +57,15 @@ pub const PER_ENDPOINT: usize = 8;
 const QUEUE: usize = 2048;
 
 /// How long a picked delivery is claimed, so that no other step sends it meanwhile; after
-/// a crash it is sent again this much later.
-const CLAIM: Duration = Duration::from_secs(60);
+/// a crash it is sent again this much later. Long enough for a full queue to drain through
+/// an endpoint that answers within a second.
+const CLAIM: Duration = Duration::from_secs(300);
 
 /// What an attempt needs left of its claim to start: its timeout, and a margin for
 /// recording it. One still queued when less is left is not sent: its claim lapses and it
 /// is picked again, so a slow endpoint's deep queue never sends a delivery that another
 /// step may have picked meanwhile.
-const CLAIM_NEEDED: Duration = Duration::from_secs(ATTEMPT_TIMEOUT.as_secs() + 10);
+const CLAIM_NEEDED: Duration = Duration::from_secs(ATTEMPT_TIMEOUT.as_secs() + 20);
 
 /// How long one step keeps picking while endpoints have a backlog.
 const STEP_BUDGET: Duration = Duration::from_secs(1);

@@ -332,13 +332,10 @@ pub async fn fan_out(
     window: chrono::Duration,
     limit: i64,
 ) -> Result<(u64, Vec<Due>), tokio_postgres::Error> {
+    // Its commit is waited on: what it claims is sent at once, and the flush makes the
+    // records of earlier attempts durable with it, so a crash of PostgreSQL can never
+    // replay a reservation's earlier event after a later one was sent.
     let tx = db.transaction().await?;
-    // A fan-out lost with a crash of PostgreSQL leaves its events queued: they are fanned
-    // out again and what was sent of them is sent again, under the same webhook-ids, which
-    // at least once allows; a record of an attempt made after it is lost with it (its WAL
-    // comes later). Waiting for the flush only slowed the bookings' own commits.
-    tx.batch_execute("SET LOCAL synchronous_commit = off")
-        .await?;
     let events = tx
         .query(
             &tx.prepare_cached(

@@ -485,7 +485,7 @@ async fn a_delivery_queued_past_its_claim_is_sent_once_it_lapses() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The ninth waits for a connection, which frees when the hanging attempts time out.
-    app.clock.advance(chrono::Duration::seconds(45));
+    app.clock.advance(chrono::Duration::seconds(285));
     app.state.jobs.webhooks.settled().await;
     let mut attempts: Vec<i64> = pending_of(&app, &endpoint)
         .await
@@ -1198,14 +1198,14 @@ async fn events_waiting_behind_a_lapsed_claim_follow_it() {
     client
         .execute(
             "UPDATE webhook_deliveries d SET next_attempt_at = CASE e.type \
-                 WHEN 'reservation.created' THEN $1::timestamptz + interval '340 seconds' \
+                 WHEN 'reservation.created' THEN $1::timestamptz + interval '300 seconds' \
                  ELSE $1 END \
              FROM events e WHERE e.event_id = d.event_id",
             &[&now],
         )
         .await
         .unwrap();
-    app.clock.advance(chrono::Duration::seconds(341));
+    app.clock.advance(chrono::Duration::seconds(301));
     for _ in 0..40 {
         if pending_of(&app, &endpoint).await.is_empty() {
             break;
