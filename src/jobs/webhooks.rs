@@ -25,10 +25,9 @@
 //! `refund.requested`), rendered from the event row, so every attempt sends the same bytes
 //! under the same `webhook-id` (the event's id).
 
-use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -143,7 +142,7 @@ struct Recording<'a> {
 impl Drop for Recording<'_> {
     fn drop(&mut self) {
         if !self.finished {
-            self.deliverer.lock_records().remove(&self.shard);
+            unpoisoned(&self.deliverer.unrecorded).remove(&self.shard);
         }
     }
 }
@@ -278,8 +277,7 @@ impl Deliverer {
     /// Waits until no attempt of this process is in flight.
     pub async fn settled(&self) {
         loop {
-            let busy = self
-                .lock()
+            let busy = unpoisoned(&self.lanes)
                 .values()
                 .any(|lane| lane.queued.load(Ordering::Relaxed) > 0);
             if !busy {
@@ -287,12 +285,6 @@ impl Deliverer {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Arc<Lane>>> {
-        self.lanes
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Fans out what is new and starts the attempts that are due, again while endpoints
@@ -304,7 +296,7 @@ impl Deliverer {
         let endpoints = webhooks::signing_endpoints(&self.shards.catalog().get().await?).await?;
         let live: Vec<Uuid> = endpoints.iter().map(|e| e.endpoint.id).collect();
         let lanes: Vec<Arc<Lane>> = {
-            let mut lanes = self.lock();
+            let mut lanes = unpoisoned(&self.lanes);
             lanes.retain(|id, lane| live.contains(id) || lane.queued.load(Ordering::Relaxed) > 0);
             live.iter()
                 .map(|id| {
@@ -386,7 +378,7 @@ impl Deliverer {
         }
 
         let (endpoint_gone, tidy, analyze) = {
-            let mut kept = self.lock_kept();
+            let mut kept = unpoisoned(&self.kept);
             let kept = kept.entry(shard.index).or_default();
             kept.fanned_out += report.events_fanned_out;
             let analyze = kept.fanned_out >= kept.analyzed_at.max(ANALYZE_FIRST) * 2;
@@ -414,7 +406,7 @@ impl Deliverer {
             ::metrics::counter!(WEBHOOK_DELIVERIES, "outcome" => "failed").increment(orphaned);
         }
         // Only once its orphans are failed: a step that could not fail them tries again.
-        self.lock_kept().entry(shard.index).or_default().live = Some(live);
+        unpoisoned(&self.kept).entry(shard.index).or_default().live = Some(live);
         if tidy {
             let oldest = webhooks::oldest_undelivered(&db).await?;
             let age = oldest.map_or(0.0, |at| {
@@ -475,12 +467,6 @@ impl Deliverer {
     fn in_time(&self, claim_until: DateTime<Utc>) -> bool {
         chrono::Duration::from_std(CLAIM_NEEDED)
             .is_ok_and(|needed| self.clock.now() + needed <= claim_until)
-    }
-
-    fn lock_kept(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Kept>> {
-        self.kept
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Sends one delivery and records how it went; whether the endpoint acknowledged it.
@@ -555,19 +541,13 @@ impl Deliverer {
     ) -> Option<Option<DeliveryStatus>> {
         let (answer, answered) = oneshot::channel();
         let records = {
-            let mut queues = self.lock_records();
-            match queues.entry(shard) {
-                Entry::Occupied(mut queue) => {
-                    queue
-                        .get_mut()
-                        .push((delivery_id, attempt, retry_at, answer));
-                    false
-                }
-                Entry::Vacant(queue) => {
-                    queue.insert(vec![(delivery_id, attempt, retry_at, answer)]);
-                    true
-                }
-            }
+            let mut queues = unpoisoned(&self.unrecorded);
+            let records = !queues.contains_key(&shard);
+            queues
+                .entry(shard)
+                .or_default()
+                .push((delivery_id, attempt, retry_at, answer));
+            records
         };
         if records {
             // In a task of its own: the attempt that starts the recording frees its place
@@ -590,7 +570,7 @@ impl Deliverer {
         loop {
             tokio::time::sleep(RECORD_LINGER).await;
             let batch = {
-                let mut queues = self.lock_records();
+                let mut queues = unpoisoned(&self.unrecorded);
                 let queue = queues.entry(shard).or_default();
                 if queue.is_empty() {
                     queues.remove(&shard);
@@ -600,17 +580,17 @@ impl Deliverer {
                 std::mem::take(queue)
             };
             let now = self.clock.now();
-            let attempts: Vec<(Uuid, Attempt, DateTime<Utc>)> = batch
-                .iter()
-                .map(|(id, attempt, retry_at, _)| (*id, attempt.clone(), *retry_at))
-                .collect();
+            let (attempts, answers): (Vec<_>, Vec<_>) = batch
+                .into_iter()
+                .map(|(id, attempt, retry_at, answer)| ((id, attempt, retry_at), answer))
+                .unzip();
             let recorded = async {
                 let mut db = pool.get().await?;
                 anyhow::Ok(webhooks::record_attempts(&mut db, &attempts, now).await?)
             };
             match recorded.await {
                 Ok(statuses) => {
-                    for ((_, _, _, answer), status) in batch.into_iter().zip(statuses) {
+                    for (answer, status) in answers.into_iter().zip(statuses) {
                         let _ = answer.send(status);
                     }
                 }
@@ -623,12 +603,6 @@ impl Deliverer {
                 }
             }
         }
-    }
-
-    fn lock_records(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Vec<Unrecorded>>> {
-        self.unrecorded
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Posts the delivery's signed body; the status of the answer, or why none came.
@@ -679,6 +653,13 @@ impl Deliverer {
         let spread = rand::thread_rng().gen_range(0.5..1.5);
         chrono::Duration::from_std(wait.mul_f64(spread)).unwrap_or(chrono::Duration::hours(1))
     }
+}
+
+/// The job's maps stay usable after a task panicked holding one: they only save work
+/// (lanes' room, what a step saw, attempts waiting to be recorded), and whatever a panic
+/// loses of them a lapsing claim makes good.
+fn unpoisoned<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Why an attempt got no answer, in words that name no internals of ours.

@@ -472,14 +472,17 @@ pub async fn fan_out(
         .collect::<Result<_, _>>()?;
     tx.commit().await?;
     let mut due = Vec::new();
-    for (((id, _, event), endpoint_id), claimed) in
-        deliveries.iter().zip(&endpoint_ids).zip(&claimed)
+    for ((((id, _, event), endpoint_id), event_id), claimed) in deliveries
+        .iter()
+        .zip(&endpoint_ids)
+        .zip(&event_ids)
+        .zip(&claimed)
     {
         if *claimed && inserted.contains(id) {
             due.push(Due {
                 delivery_id: *id,
                 endpoint_id: *endpoint_id,
-                event_id: event.try_get("event_id")?,
+                event_id: *event_id,
                 attempts: 0,
                 give_up_at,
                 event_type: event.try_get("type")?,
@@ -640,8 +643,8 @@ pub struct Attempt {
 /// Records attempts, one statement for all of them: each succeeded, failed for good (its
 /// window is over), or due again at its `retry_at`, and the later events of its
 /// reservation for that endpoint due no sooner than it (due now once it is done). Answers
-/// each delivery's status after it, in the order given (None for one no longer pending: a staff retry or a lapsed claim
-/// raced it). The commit is not waited on (`synchronous_commit = off`): a record lost with
+/// each delivery's status after it, in the order given (None for one no longer pending: a
+/// staff retry or a lapsed claim raced it). The commit is not waited on (`synchronous_commit = off`): a record lost with
 /// a crash of PostgreSQL leaves its delivery claimed, so it is sent again when the claim
 /// lapses, which at least once allows, and a flush per batch of attempts is what made
 /// deliveries cost the booking path its commit flushes.
